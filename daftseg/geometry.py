@@ -1,0 +1,114 @@
+"""Image and box geometry shared by training, export and inference.
+
+One copy of the 256-space conventions (spec §4, §7.4, §13): the longest side is resized to
+256 with ``int(x + 0.5)`` rounding and ``cv2.INTER_AREA``, the image is zero-padded at the
+bottom and right, and min-max normalised to [0, 1]. Only numpy and OpenCV are imported, so
+the torch-free inference path can use this module.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+IMAGE_SIZE = 256
+# Margin added around the bounding box of the previous slice's mask in 3D propagation.
+PROPAGATION_BOX_MARGIN = 3
+
+
+def resized_shape(h: int, w: int, target: int = IMAGE_SIZE) -> tuple[int, int]:
+    """(new_h, new_w) after resizing the longest side of an (h, w) image to ``target``."""
+    scale = target * 1.0 / max(h, w)
+    return int(h * scale + 0.5), int(w * scale + 0.5)
+
+
+def resize_longest_side(image: np.ndarray, target: int = IMAGE_SIZE,
+                        interpolation: int = cv2.INTER_AREA) -> np.ndarray:
+    """Resize (H, W) or (H, W, C) so that max(H, W) == target, keeping the aspect ratio."""
+    new_h, new_w = resized_shape(image.shape[0], image.shape[1], target)
+    return cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+
+
+def pad_bottom_right(image: np.ndarray, target: int = IMAGE_SIZE) -> np.ndarray:
+    """Zero-pad (h, w[, C]) to (target, target[, C]) at the bottom and right."""
+    pad_h, pad_w = target - image.shape[0], target - image.shape[1]
+    pad = ((0, pad_h), (0, pad_w)) + ((0, 0),) * (image.ndim - 2)
+    return np.pad(image, pad)
+
+
+def minmax_normalise(x: np.ndarray) -> np.ndarray:
+    """(x - min) / max(max - min, 1e-8), computed in float64 as the original did."""
+    x = np.asarray(x, dtype=np.float64)
+    lo = x.min()
+    return (x - lo) / np.clip(x.max() - lo, 1e-8, None)
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """(H, W) grey -> (H, W, 3); (H, W, 3) unchanged; (H, W, 4) drops alpha; (H, W, 1) repeated."""
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=-1)
+    if image.ndim == 3 and image.shape[2] == 1:
+        return np.repeat(image, 3, axis=-1)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return image[:, :, :3]
+    if image.ndim == 3 and image.shape[2] == 3:
+        return image
+    raise ValueError(f"expected an (H,W), (H,W,1), (H,W,3) or (H,W,4) image, got shape {image.shape}")
+
+
+def preprocess_image(image: np.ndarray, norm_before_pad: bool = True,
+                     target: int = IMAGE_SIZE) -> tuple[np.ndarray, tuple[int, int]]:
+    """Model input for one 2D image.
+
+    Args:
+        image: (H, W) or (H, W, 3) uint8-range image.
+        norm_before_pad: True as at inference (normalise the resized, unpadded image);
+            False as DAFT's training (normalise after zero padding).
+    Returns:
+        (1, 3, target, target) float32 in [0, 1], and (new_h, new_w) of the unpadded part.
+    """
+    rgb = to_rgb(image)
+    resized = resize_longest_side(rgb, target)
+    new_hw = (resized.shape[0], resized.shape[1])
+    if norm_before_pad:
+        x = pad_bottom_right(minmax_normalise(resized), target)
+    else:
+        x = minmax_normalise(pad_bottom_right(resized, target))
+    return x.astype(np.float32).transpose(2, 0, 1)[None], new_hw
+
+
+def scale_box_to_256(box: np.ndarray, h: int, w: int, target: int = IMAGE_SIZE) -> np.ndarray:
+    """Original-pixel box(es) [..., 4] -> 256-space, truncated towards zero like ``int()``.
+
+    The ratio is computed first and the product in float64, as the original's per-element
+    ``int(box[i] * (256 / max(H, W)))``.
+    """
+    ratio = target / max(h, w)
+    box = np.asarray(box)
+    scaled = np.trunc(box.astype(np.float64) * ratio)
+    return scaled.astype(box.dtype) if box.dtype.kind in "iu" else scaled
+
+
+def bbox_from_mask(mask: np.ndarray, margin: int = PROPAGATION_BOX_MARGIN,
+                   limit: int = IMAGE_SIZE) -> np.ndarray | None:
+    """[x_min, y_min, x_max, y_max] of ``mask > 0`` grown by ``margin``, clamped to [0, limit].
+
+    The upper clamp is ``limit`` (256), not 255, as the original's ``get_bbox256``.
+    Returns None for an empty mask.
+    """
+    ys, xs = np.nonzero(mask > 0)
+    if ys.size == 0:
+        return None
+    return np.array([max(0, xs.min() - margin), max(0, ys.min() - margin),
+                     min(limit, xs.max() + margin), min(limit, ys.max() + margin)])
+
+
+def postprocess_logits(low_res_logits: np.ndarray, new_hw: tuple[int, int],
+                       original_hw: tuple[int, int]) -> np.ndarray:
+    """(256, 256) low-res logits -> boolean (H, W) mask.
+
+    Crop to the unpadded size, resize the logits with INTER_LINEAR, threshold at 0 (spec §7.4).
+    """
+    cropped = np.ascontiguousarray(low_res_logits[: new_hw[0], : new_hw[1]])
+    full = cv2.resize(cropped, (original_hw[1], original_hw[0]), interpolation=cv2.INTER_LINEAR)
+    return full > 0
