@@ -112,3 +112,21 @@ def postprocess_logits(low_res_logits: np.ndarray, new_hw: tuple[int, int],
     cropped = np.ascontiguousarray(low_res_logits[: new_hw[0], : new_hw[1]])
     full = cv2.resize(cropped, (original_hw[1], original_hw[0]), interpolation=cv2.INTER_LINEAR)
     return full > 0
+
+
+def bbox_from_mask_fullres(mask: np.ndarray, margin: int = PROPAGATION_BOX_MARGIN,
+                           target: int = IMAGE_SIZE) -> np.ndarray | None:
+    """916bd4e's propagation box (spec §11.4): the bounding box of an original-resolution mask.
+
+    [x_min, y_min, x_max, y_max] of ``mask > 0`` in (H, W) pixels, scaled to 256-space as
+    ``256 * v / max(H, W)`` in float32 without flooring (as the C++ code), grown by ``margin``
+    and clamped to [0, target]. Avoids resizing the mask to 256 for every slice. None if empty.
+    """
+    ys, xs = np.nonzero(mask > 0)
+    if ys.size == 0:
+        return None
+    longest = np.float32(max(mask.shape[0], mask.shape[1]))
+    box = np.float32(target) * np.array([xs.min(), ys.min(), xs.max(), ys.max()], np.float32) / longest
+    lo, hi = np.float32(0), np.float32(target)
+    return np.array([max(box[0] - margin, lo), max(box[1] - margin, lo),
+                     min(box[2] + margin, hi), min(box[3] + margin, hi)], np.float32)
