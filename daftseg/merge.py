@@ -12,7 +12,14 @@ from pathlib import Path
 
 import torch
 
-from daftseg.checkpoints import CheckpointError, atomic_save, extract_state_dict, load_weights, read_checkpoint, select_prefix
+from daftseg.checkpoints import (
+    CheckpointError,
+    atomic_save,
+    extract_state_dict,
+    load_weights,
+    read_checkpoint,
+    select_prefix,
+)
 from daftseg.models import build_model
 
 DEFAULT_TEACHER = "work_dir/LiteMedSAM/lite_medsam.pth"

@@ -53,5 +53,5 @@ def test_extract_rejects_a_litemedsam_checkpoint(tmp_path, capsys):
 
 def test_scripts_have_help():
     for script in ("modelmerge.py", "extract_evit.py"):
-        res = subprocess.run([sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True)
+        res = subprocess.run([sys.executable, str(ROOT / script), "--help"], check=False, capture_output=True, text=True)
         assert res.returncode == 0 and "usage:" in res.stdout

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from fixture_weights import FIXTURE_STEMS, filled_state_dict, fixture_keys, fixture_reference
 
 from daftseg.models import build_model, list_models
-from fixture_weights import FIXTURE_STEMS, filled_state_dict, fixture_keys, fixture_reference
 
 MODELS = ["litemedsam", "efficientvit_sam_l0"]
 

@@ -1,0 +1,71 @@
+"""The resolved settings of one training run (written to ``<work_dir>/config.json``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+STAGES = ("distill", "finetune", "finetune3d")
+
+
+@dataclass
+class TrainConfig:
+    stage: str
+    # data (spec §3, §4)
+    data_root: str = "train_npz"
+    datacsv: str = "fulldataset.csv"
+    data_subset: str = ""
+    valcsv: str = ""
+    cache_dir: str = ""
+    bbox_shift: int = 5
+    norm_before_pad: bool = False
+    sanity_check: bool = False
+    # weights
+    pretrained_checkpoint: str = ""
+    teacher_checkpoint: str = ""
+    nopretrain: bool = False
+    from_scratch: bool = False
+    resume: str = ""
+    work_dir: str = "./workdir"
+    # optimisation (spec §5.1, §5.3)
+    num_epochs: int = 10
+    batch_size: int = 4
+    grad_accum: int = 1
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    iou_loss_weight: float = 1.0
+    seg_loss_weight: float = 1.0
+    ce_loss_weight: float = 1.0
+    patience: int = 7
+    max_steps: int = 0
+    seed: int = 2024
+    # execution
+    num_workers: int = 16
+    device: str = "cuda:0"
+    amp: str = "none"
+    channels_last: bool = False
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
+        if self.amp not in ("none", "bf16"):
+            raise ValueError(f"amp must be 'none' or 'bf16', got {self.amp!r}")
+        for name in ("batch_size", "grad_accum", "num_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.bbox_shift < 0 or self.num_workers < 0 or self.max_steps < 0:
+            raise ValueError("bbox_shift, num_workers and max_steps must not be negative")
+
+    @property
+    def every_slice(self) -> bool:
+        """The 3D DAFT script visits every slice; the others draw one random slice per file."""
+        return self.stage == "finetune3d"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")

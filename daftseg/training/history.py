@@ -1,0 +1,83 @@
+"""Per-epoch log of a run: ``train_log.csv`` and the ``train_loss.png`` plot in the work dir."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Any
+
+LOG_NAME = "train_log.csv"
+PLOT_NAME = "train_loss.png"
+FIELDS = ("epoch", "global_step", "train_loss", "val_loss", "best_loss", "lr", "epoch_seconds",
+          "samples_per_second", "time")
+_TITLES = {"distill": "Distillation loss (MSE of embeddings)",
+           "finetune": "Dice + Binary Cross Entropy + IoU Loss",
+           "finetune3d": "Dice + Binary Cross Entropy + IoU Loss"}
+
+
+def read_log(work_dir: str | os.PathLike) -> list[dict[str, str]]:
+    path = Path(work_dir) / LOG_NAME
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def append_log(work_dir: str | os.PathLike, row: dict[str, Any]) -> list[dict[str, str]]:
+    """Add one epoch's row, dropping rows of epochs >= it (left over from before a resume)."""
+    rows = [r for r in read_log(work_dir) if int(r["epoch"]) < int(row["epoch"])]
+    rows.append({k: "" if row.get(k) is None else str(row[k]) for k in FIELDS})
+    path = Path(work_dir) / LOG_NAME
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    return rows
+
+
+def plot_losses(work_dir: str | os.PathLike, rows: list[dict[str, str]], stage: str) -> None:
+    """Training (and validation) loss per epoch."""
+    import matplotlib  # imported here: only rank 0 of a training run needs it
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    epochs = [int(r["epoch"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(epochs, [float(r["train_loss"]) for r in rows], marker="o", label="train")
+    val = [(e, float(r["val_loss"])) for e, r in zip(epochs, rows) if r["val_loss"]]
+    if val:
+        ax.plot(*zip(*val), marker="o", label="validation")
+    ax.set_title(_TITLES.get(stage, "Loss"))
+    ax.set_xlabel("Epoch")
+    ax.set_ylabel("Loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(Path(work_dir) / PLOT_NAME)
+    plt.close(fig)
+
+
+def save_sanity_check(work_dir: str | os.PathLike, batch: dict[str, Any], count: int = 4) -> Path:
+    """``sanity_check.png``: the first samples of a batch with their mask (yellow) and box (blue)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    n = min(count, batch["image"].shape[0])
+    fig, axes = plt.subplots(1, n, figsize=(4 * n, 4), squeeze=False)
+    for ax, i in zip(axes[0], range(n)):
+        ax.imshow(batch["image"][i].permute(1, 2, 0).float().numpy())
+        ax.imshow(batch["gt2D"][i, 0].numpy(), alpha=0.4 * (batch["gt2D"][i, 0].numpy() > 0), cmap="autumn_r")
+        x0, y0, x1, y1 = batch["bboxes"][i].reshape(4).tolist()
+        ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, edgecolor="blue", facecolor="none", lw=2))
+        ax.set_title(os.path.basename(str(batch["image_name"][i])), fontsize=8)
+        ax.axis("off")
+    fig.tight_layout()
+    path = Path(work_dir) / "sanity_check.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path

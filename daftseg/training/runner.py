@@ -1,0 +1,71 @@
+"""Running a stage: process group, seeds, datasets, the task's models, then the loop."""
+
+from __future__ import annotations
+
+import random
+import warnings
+from collections.abc import Callable
+from contextlib import nullcontext
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from daftseg.data.file_lists import load_file_list
+from daftseg.data.npz_dataset import NpzDataset
+from daftseg.training.config import TrainConfig
+from daftseg.training.distributed import init_distributed, print_main, shutdown
+from daftseg.training.loop import Trainer, TrainResult
+from daftseg.training.tasks import TrainTask
+
+# make_task(config, resuming, log) -> task; ``resuming``: the weights will come from -resume
+TaskFactory = Callable[[TrainConfig, bool, Callable[[str], None]], TrainTask]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_datasets(config: TrainConfig) -> tuple[NpzDataset, NpzDataset | None]:
+    """Training set and, with ``-valcsv``, validation set (augmented and jittered as 916bd4e, but
+    with a fixed RNG stream, so every epoch validates on the same samples)."""
+    def dataset(csv_path: str) -> NpzDataset:
+        files = load_file_list(csv_path, config.data_root, config.data_subset)
+        return NpzDataset(files, every_slice=config.every_slice, bbox_shift=config.bbox_shift, data_aug=True,
+                          norm_before_pad=config.norm_before_pad, cache_dir=config.cache_dir or None,
+                          seed=config.seed)
+
+    return dataset(config.datacsv), (dataset(config.valcsv) if config.valcsv else None)
+
+
+def describe(name: str, ds: NpzDataset) -> str:
+    unit = "slices" if ds.every_slice else "files"
+    cached = f", {ds.num_cached}/{len(ds.files)} files cached" if ds.num_cached else ""
+    return f"{name}: {len(ds.files)} files, {len(ds)} {unit} per epoch{cached}"
+
+
+def run_stage(config: TrainConfig, make_task: TaskFactory) -> TrainResult:
+    """Train one stage as ``config`` says; works alone or under torchrun."""
+    env = init_distributed(config.device)
+    log = partial(print_main, env)
+    try:
+        seed_everything(config.seed)
+        quiet = nullcontext() if env.is_main else warnings.catch_warnings()
+        with quiet:
+            if not env.is_main:
+                warnings.simplefilter("ignore")
+            train_set, val_set = build_datasets(config)
+        log(describe("Training", train_set))
+        if val_set is not None:
+            log(describe("Validation", val_set))
+        resuming = bool(config.resume) and Path(config.resume).is_file()
+        task = make_task(config, resuming, log)
+        trainable = sum(p.numel() for p in task.model.parameters() if p.requires_grad)
+        log(f"{config.stage} on {env.world_size} process(es), device {env.device}: "
+            f"{trainable:,} trainable parameters")
+        return Trainer(config, env, task, train_set, val_set).fit()
+    finally:
+        shutdown(env)
