@@ -1,0 +1,85 @@
+"""LiteMedSAM -> ONNX -> OpenVINO IR (``liteov.py``, spec §6.3).
+
+Writes ``lite_medsam_{image_encoder,prompt_encoder,mask_decoder}.onnx`` into ``onnx_dir`` and the
+matching ``.xml/.bin`` into ``ov_dir``, with the tensor names of ``graphs.py``. Unlike DAFT's
+script it also writes ``positional_encoding.npy`` into both folders, so a folder holding only
+LiteMedSAM is complete for the runtime (DAFT relied on ``export_onnx.py`` for that file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from daftseg.export.graphs import dense_pe, graph_modules
+from daftseg.export.onnx_export import DEFAULT_OPSET, export_model, save_positional_encoding, tracing_inputs
+from daftseg.export.runners import CheckError
+from daftseg.export.specs import GRAPHS
+
+LITE_NAME = "lite_medsam"
+Log = Callable[[str], None]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="liteov.py",
+        description="Export LiteMedSAM (lite_medsam.pth) to lite_medsam_{image_encoder,prompt_encoder,mask_decoder}"
+                    " ONNX and OpenVINO IR plus positional_encoding.npy, each checked numerically.")
+    p.add_argument("--checkpoint", default="work_dir/LiteMedSAM/lite_medsam.pth",
+                   help="LiteMedSAM weights (default: work_dir/LiteMedSAM/lite_medsam.pth)")
+    p.add_argument("--onnx_dir", default="liteonnx", help="ONNX output folder (default: liteonnx)")
+    p.add_argument("--ov_dir", default="liteov", help="OpenVINO IR output folder (default: liteov)")
+    p.add_argument("--fp32", action="store_true",
+                   help="store FP32 IR weights; default: FP16-compressed weights as DAFT's release")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default: {DEFAULT_OPSET})")
+    p.add_argument("--direct", action="store_true",
+                   help="make the IR from the PyTorch modules with openvino.convert_model (checked against "
+                        "PyTorch) instead of converting the ONNX files; the ONNX files are written either way")
+    return p
+
+
+def run(checkpoint: Path, onnx_dir: Path, ov_dir: Path, compress_to_fp16: bool = True,
+        opset: int = DEFAULT_OPSET, direct: bool = False, log: Log = print) -> list[Path]:
+    from daftseg.checkpoints import load_weights
+    from daftseg.models import build_model
+
+    start = time.perf_counter()
+    log(f"{LITE_NAME}: litemedsam from {checkpoint}")
+    model = load_weights(build_model("litemedsam"), checkpoint).eval()
+    pe = dense_pe(model)
+    written = [save_positional_encoding(pe, onnx_dir), save_positional_encoding(pe, ov_dir)]
+    log(f"  wrote {written[0]} and {written[1]}")
+    onnx_paths = export_model(model, onnx_dir, LITE_NAME, opset, log=log)
+    written += onnx_paths.values()
+    if direct:
+        from daftseg.export.openvino_direct import export_module
+
+        modules = graph_modules(model)
+        for spec in GRAPHS:
+            written.append(export_module(modules[spec.suffix], spec, tracing_inputs(model, spec),
+                                         ov_dir / f"{spec.file_stem(LITE_NAME)}.xml", compress_to_fp16,
+                                         image_pe=pe.numpy(), log=log))
+    else:
+        from daftseg.export.openvino_convert import convert_onnx
+
+        for spec in GRAPHS:
+            path = onnx_paths[spec.suffix]
+            written.append(convert_onnx(path, ov_dir / f"{path.stem}.xml", compress_to_fp16,
+                                        image_pe=pe.numpy(), log=log))
+    log(f"  done in {time.perf_counter() - start:.1f} s")
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from daftseg.checkpoints import CheckpointError
+
+    try:
+        run(Path(args.checkpoint), Path(args.onnx_dir), Path(args.ov_dir), not args.fp32, args.opset, args.direct)
+    except (CheckpointError, CheckError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
