@@ -1,0 +1,15 @@
+#!/usr/bin/env python
+"""Segment challenge npz cases with DAFT's per-modality OpenVINO models (spec §7).
+
+    python PerfectMetaOpenVINO.py -i test_demo/imgs -o test_demo/segs [-m openvinomodels]
+
+Flags: ``python PerfectMetaOpenVINO.py --help``. The code is in ``daftseg/inference/``; this file
+only calls ``daftseg.inference.runner.main`` (it imports no torch, OpenCV or OpenVINO itself).
+"""
+
+import sys
+
+from daftseg.inference.runner import main
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,47 @@
+"""The 2D case (spec §7.4): one image embedding, every box decoded on it, later boxes overwrite."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from daftseg.geometry import postprocess_logits, preprocess_image, scale_box_to_256
+from daftseg.inference.boxes import check_xy, clip_region
+from daftseg.inference.npz_io import segs_dtype
+from daftseg.inference.options import InferenceOptions
+from daftseg.inference.sessions import ModelSessions
+
+
+def segment_2d(model: ModelSessions, image: np.ndarray, boxes: np.ndarray,
+               options: InferenceOptions | None = None) -> np.ndarray:
+    """Label map (H,W) with label i+1 where box i's mask is (boxes later in the list win).
+
+    Args:
+        model: compiled sessions of the routed model.
+        image: (H,W,3) uint8.
+        boxes: (N,4) [x_min, y_min, x_max, y_max] in original pixels; N may be 0.
+    Returns:
+        (H,W) uint16 (uint32 if N > 65535).
+    """
+    options = options or InferenceOptions()
+    h, w = image.shape[:2]
+    segs = np.zeros((h, w), segs_dtype(len(boxes)))
+    if len(boxes) == 0:
+        return segs
+    check_xy(boxes, h, w)
+    x, new_hw = preprocess_image(image)  # (1,3,256,256)
+    embedding = model.encode(x)
+    # DAFT truncates each coordinate: int(v * 256 / max(H, W))
+    boxes256 = scale_box_to_256(boxes, h, w).astype(np.float32)
+    step = max(1, options.decode_batch)
+    for start in range(0, len(boxes), step):
+        logits = model.decode(embedding, boxes256[start:start + step], batch=step)  # (n,256,256)
+        for j, low_res in enumerate(logits):
+            i = start + j
+            mask = postprocess_logits(low_res, new_hw, (h, w))
+            if options.clip_to_box:
+                rows, cols = clip_region(boxes[i], h, w)
+                clipped = np.zeros_like(mask)
+                clipped[rows, cols] = mask[rows, cols]
+                mask = clipped
+            np.copyto(segs, segs.dtype.type(i + 1), where=mask)
+    return segs

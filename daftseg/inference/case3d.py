@@ -1,0 +1,162 @@
+"""The 3D case (spec §7.5) with slice embeddings computed when first needed and freed when done.
+
+DAFT segments box by box: the middle slice with the given box, then upward to z_max-1 and downward
+to z_min, each slice prompted by the box of the previous slice's mask; it encodes every slice of
+the union of the box ranges up front and keeps them all (4 MiB each). Here the same decoder calls
+are made, with the same prompts, in a different order:
+
+1. an upward sweep over z: at each slice, the upward step of every box whose range is there;
+2. a downward sweep over z: the downward steps (a box starts from its middle slice's mask).
+
+A box's steps stay in DAFT's order (each needs only its own previous slice), so every mask is
+bit-identical; boxes on the same slice meet, so a slice is encoded once and dropped as soon as no
+step needs it. Slices needed by both sweeps are kept up to ``max_cached_slices`` (evicting the one
+needed last, which is optimal for a known order) and re-encoded beyond that. DAFT's "later boxes
+overwrite earlier ones" is order-free: a voxel gets the largest label whose mask covers it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from daftseg.geometry import (
+    bbox_from_mask,
+    bbox_from_mask_fullres,
+    postprocess_logits,
+    preprocess_image,
+    resize_longest_side,
+    resized_shape,
+)
+from daftseg.inference.boxes import BoxPlan, clip_region, plan_3d
+from daftseg.inference.npz_io import CaseError
+from daftseg.inference.options import InferenceOptions
+from daftseg.inference.sessions import ModelSessions
+
+Step = tuple[int, bool, list[int]]  # (slice z, upward?, indices of the boxes that step there)
+
+
+@dataclass
+class Result3D:
+    segs: np.ndarray  # (D,H,W) uint16
+    plans: list[BoxPlan]
+    slices: int  # distinct slices segmented
+    encoder_calls: int  # > slices when the cache bound forced re-encoding
+    max_cached: int  # most embeddings held at once
+
+
+def schedule(plans: list[BoxPlan]) -> list[Step]:
+    """The upward sweep (ascending z), then the downward sweep (descending z)."""
+    steps: list[Step] = []
+    for z in sorted({z for p in plans for z in p.up}):
+        steps.append((z, True, [k for k, p in enumerate(plans) if p.mid <= z < p.hi]))
+    for z in sorted({z for p in plans for z in p.down}, reverse=True):
+        steps.append((z, False, [k for k, p in enumerate(plans) if p.lo <= z < p.mid]))
+    return steps
+
+
+class SliceEmbeddings:
+    """Embeddings of the slices a known sequence of steps needs, each kept only while useful."""
+
+    def __init__(self, encode: Callable[[int], np.ndarray], steps: list[Step], capacity: int) -> None:
+        self._encode = encode
+        self._capacity = max(0, capacity)
+        self._uses: dict[int, deque[int]] = {}
+        for n, (z, _, _) in enumerate(steps):
+            self._uses.setdefault(z, deque()).append(n)
+        self._cache: dict[int, np.ndarray] = {}
+        self.encoder_calls = 0
+        self.max_cached = 0
+
+    def get(self, z: int) -> np.ndarray:
+        if z not in self._cache:
+            self._cache[z] = self._encode(z)
+            self.encoder_calls += 1
+            self.max_cached = max(self.max_cached, len(self._cache))
+        return self._cache[z]
+
+    def release(self, z: int) -> None:
+        """Step on slice ``z`` done: forget it if no later step needs it; keep the cache bounded."""
+        uses = self._uses[z]
+        uses.popleft()
+        if not uses:
+            self._cache.pop(z, None)
+        while len(self._cache) > self._capacity:
+            furthest = max(self._cache, key=lambda s: self._uses[s][0])
+            del self._cache[furthest]
+
+
+def next_prompt(mask: np.ndarray, plan: BoxPlan, fullres: bool) -> np.ndarray:
+    """The 256-space prompt for the next slice from this slice's (H,W) mask (spec §7.5, §11.4).
+
+    DAFT resizes the box's label image (value = its label, uint16) with INTER_AREA and takes the
+    bounding box grown by 3; the label value matters, since it decides which partly covered pixels
+    survive the resize. Falls back to the given box if the mask vanishes.
+    """
+    if fullres:
+        box = bbox_from_mask_fullres(mask)
+    elif not mask.any():
+        box = None
+    else:
+        label = np.multiply(mask, plan.idx, dtype=np.uint16)
+        box = bbox_from_mask(resize_longest_side(label))
+    return plan.default256 if box is None else np.asarray(box, np.float32)
+
+
+def segment_3d(model: ModelSessions, volume: np.ndarray, boxes: np.ndarray,
+               options: InferenceOptions | None = None) -> Result3D:
+    """Label volume for a (D,H,W) uint8 volume and (N,6) boxes ``[x0,y0,z0,x1,y1,z1]`` (N may be 0)."""
+    options = options or InferenceOptions()
+    d, h, w = volume.shape
+    if len(boxes) > np.iinfo(np.uint16).max:
+        raise CaseError(f"{len(boxes)} boxes: 3D cases support at most 65535 (uint16 labels, as DAFT)")
+    segs = np.zeros((d, h, w), np.uint16)
+    plans = plan_3d(boxes, (d, h, w), options.zmax_inclusive) if len(boxes) else []
+    steps = schedule(plans)
+    new_hw = resized_shape(h, w)
+    embeddings = SliceEmbeddings(lambda z: model.encode(preprocess_image(volume[z])[0]), steps,
+                                 options.max_cached_slices)
+    regions = [clip_region(p.xy, h, w) for p in plans] if options.clip_to_box else None
+    prev: dict[int, np.ndarray] = {}  # box -> prompt for its next step
+    down_start: dict[int, np.ndarray] = {}  # box -> prompt for slice mid-1 (from the middle mask)
+    batch = max(1, options.decode_batch)
+
+    for z, upward, members in steps:
+        embedding = embeddings.get(z)
+        prompts = []
+        for k in members:
+            p = plans[k]
+            if upward:
+                prompts.append(p.default256 if z == p.mid else prev[k])
+            else:
+                prompts.append(down_start.pop(k) if z == p.mid - 1 else prev[k])
+        seg_z = segs[z]
+        for start in range(0, len(members), batch):
+            chunk = members[start:start + batch]
+            logits = model.decode(embedding, np.stack(prompts[start:start + batch]), batch=batch)
+            for k, low_res in zip(chunk, logits):
+                p = plans[k]
+                mask = postprocess_logits(low_res, new_hw, (h, w))
+                if regions is not None:
+                    rows, cols = regions[k]
+                    clipped = np.zeros_like(mask)
+                    clipped[rows, cols] = mask[rows, cols]
+                    mask = clipped
+                goes_on = z < p.hi - 1 if upward else z > p.lo
+                starts_down = upward and z == p.mid and p.lo < p.mid
+                if goes_on or starts_down:
+                    nxt = next_prompt(mask, p, options.box_from_fullres)
+                    if starts_down:
+                        down_start[k] = nxt
+                    if goes_on:
+                        prev[k] = nxt
+                if not goes_on:
+                    prev.pop(k, None)
+                np.copyto(seg_z, np.uint16(p.idx), where=mask & (seg_z < p.idx))
+        embeddings.release(z)
+
+    distinct = len({z for z, _, _ in steps})
+    return Result3D(segs, plans, distinct, embeddings.encoder_calls, embeddings.max_cached)

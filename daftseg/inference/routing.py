@@ -1,0 +1,100 @@
+"""File name -> model name, from the routing table in ``configs/modalities.toml`` (spec §7.3).
+
+The table is a list of rules tried in order; the first match wins. A rule has a ``model`` and
+either ``startswith`` or ``contains``, a list of case-sensitive patterns. A name no rule matches
+goes to ``fallback`` (DAFT printed "no match found" and used lite_medsam), and so does a name whose
+routed model has no files in the models folder, with a warning, so that a folder holding only
+``lite_medsam_*`` still works.
+"""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("daftseg.inference")
+
+DEFAULT_TABLE = Path(__file__).resolve().parents[2] / "configs" / "modalities.toml"
+RULE_KINDS = ("startswith", "contains")
+
+
+@dataclass(frozen=True)
+class Rule:
+    model: str
+    kind: str  # "startswith" | "contains"
+    patterns: tuple[str, ...]
+
+    def matches(self, name: str) -> bool:
+        if self.kind == "startswith":
+            return name.startswith(self.patterns)
+        return any(p in name for p in self.patterns)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a case goes: ``model`` is what runs, ``routed`` what the table said (None: no rule)."""
+
+    model: str
+    routed: str | None
+    rule: int | None  # 1-based index of the matching rule
+    fell_back: bool
+
+
+class RoutingTable:
+    def __init__(self, rules: list[Rule], fallback: str) -> None:
+        self.rules = rules
+        self.fallback = fallback
+        self._warned: set[str] = set()
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> RoutingTable:
+        """Read the ``[[route]]`` rules and ``fallback`` of a TOML table (default: configs/modalities.toml)."""
+        path = Path(path) if path else DEFAULT_TABLE
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"routing table {path} not found (pass --routing FILE)") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"routing table {path}: {e}") from None
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "<dict>") -> RoutingTable:
+        fallback = data.get("fallback")
+        if not isinstance(fallback, str) or not fallback:
+            raise ValueError(f"routing table {source}: a string 'fallback' model is required")
+        rules = []
+        for i, entry in enumerate(data.get("route", []), start=1):
+            kinds = [k for k in RULE_KINDS if k in entry]
+            if "model" not in entry or len(kinds) != 1:
+                raise ValueError(f"routing table {source}: rule {i} needs 'model' and exactly one of {RULE_KINDS}")
+            patterns = entry[kinds[0]]
+            patterns = (patterns,) if isinstance(patterns, str) else tuple(patterns)
+            rules.append(Rule(entry["model"], kinds[0], patterns))
+        return cls(rules, fallback)
+
+    def match(self, name: str) -> tuple[str | None, int | None]:
+        """(model, 1-based rule index) of the first rule matching ``name``, or (None, None)."""
+        for i, rule in enumerate(self.rules, start=1):
+            if rule.matches(name):
+                return rule.model, i
+        return None, None
+
+    def route(self, name: str, available: Callable[[str], bool] | None = None, warn: bool = True) -> Route:
+        """The model to run for file ``name``; falls back (with a warning) if the routed one is absent."""
+        routed, rule = self.match(name)
+        if routed is None:
+            if warn:
+                log.warning("%s: no routing rule matches; using the fallback model %s", name, self.fallback)
+            return Route(self.fallback, None, None, True)
+        if available is not None and routed != self.fallback and not available(routed):
+            if warn and routed not in self._warned:  # once per model, not once per case
+                self._warned.add(routed)
+                log.warning("model %s has no files; cases routed to it use the fallback model %s",
+                            routed, self.fallback)
+            return Route(self.fallback, routed, rule, True)
+        return Route(routed, routed, rule, False)

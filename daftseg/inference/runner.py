@@ -1,0 +1,237 @@
+"""Command line of ``PerfectMetaOpenVINO.py``: segment every ``*.npz`` of a folder (spec §7, §9).
+
+Each case prints one line (model, boxes, slices, seconds); a bad case prints one ``error:`` line
+naming the file, writes nothing, and the batch goes on; the exit code is 1 if any case failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from daftseg.inference.options import DEFAULT_MAX_CACHED_SLICES, InferenceOptions
+
+if TYPE_CHECKING:  # imported lazily: `--help` stays fast
+    from daftseg.inference.npz_io import Case
+    from daftseg.inference.progress import Progress
+    from daftseg.inference.segmenter import CaseResult, Segmenter
+
+DOCKER_CACHE_DIR = "/workspace/inputs/openvinocache"
+LOCAL_CACHE_DIR = "openvinocache"
+UNUSED = "accepted for compatibility with DAFT's command line; does nothing"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="PerfectMetaOpenVINO.py",
+        description="Segment challenge npz cases with DAFT's per-modality OpenVINO models. "
+                    "Defaults reproduce DAFT 93f1e55's outputs exactly.")
+    p.add_argument("-i", "--input_dir", default="test_demo/imgs/", help="folder of *.npz cases")
+    p.add_argument("-o", "--output_dir", default="test_demo/segs/",
+                   help="folder for the segs npz files (same names; created if missing)")
+    p.add_argument("-m", "--models_dir", default="openvinomodels", help="OpenVINO IR folder")
+    p.add_argument("--indocker", action="store_true",
+                   help=f"model cache in {DOCKER_CACHE_DIR} (the challenge container), as DAFT")
+    p.add_argument("--cache_dir", default=None,
+                   help=f"compiled-model cache folder (default {LOCAL_CACHE_DIR}, or {DOCKER_CACHE_DIR} with "
+                        "--indocker; '' disables; an unusable folder is skipped with a warning)")
+    p.add_argument("--threads", type=int, default=0, help="OpenVINO inference threads (0: all cores)")
+    p.add_argument("--precision", choices=("auto", "f32", "bf16"), default="auto",
+                   help="'auto' sets no hint, as DAFT: OpenVINO then uses bf16 on CPUs with native bf16 "
+                        "(AMX/AVX512-BF16), else f32. 'f32' forces full precision everywhere (as 916bd4e's C++ runtime)")
+    p.add_argument("--routing", default=None, help="routing table TOML (default configs/modalities.toml)")
+    p.add_argument("--timing_csv", default=None, metavar="FILE",
+                   help="write case,model,boxes,slices,seconds per successful case")
+    p.add_argument("--save_overlay", default=None, metavar="DIR",
+                   help="PNG overlays of image, boxes and masks (3D: each box's middle slice)")
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="process only cases K, K+N, K+2N, ... of the sorted list (K from 0), for job arrays")
+    g = p.add_argument_group("opt-in changes (outputs differ from DAFT's)")
+    g.add_argument("--zmax_inclusive", action="store_true",
+                   help="3D: segment the box's z_max slice too (the LiteMedSAM baseline; DAFT stops at z_max-1)")
+    g.add_argument("--box_from_fullres", action="store_true",
+                   help="3D: propagation box from the full-resolution mask (916bd4e's C++ runtime)")
+    g.add_argument("--clip_to_box", action="store_true",
+                   help="keep mask pixels inside the box only (rows y_min..y_max, columns x_min..x_max), "
+                        "the clipping DAFT's code meant but never applied")
+    g.add_argument("--decode_batch", type=int, default=1, metavar="N",
+                   help="decode up to N boxes per decoder call (2D: all boxes; 3D: boxes on the same slice). "
+                        "Faster; not bit-exact: OpenVINO may choose other kernels per batch size (default 1)")
+    p.add_argument("--max_cached_slices", type=int, default=DEFAULT_MAX_CACHED_SLICES, metavar="N",
+                   help="3D slice embeddings kept for reuse (4 MiB each; default %(default)s): bounds memory, "
+                        "never changes outputs; fewer may re-encode slices")
+    d = p.add_argument_group("DAFT's flags that do nothing")
+    d.add_argument("-lite_medsam_checkpoint_path", default=None, help=UNUSED)
+    d.add_argument("-device", default=None, help=UNUSED + " (always the OpenVINO CPU device)")
+    d.add_argument("-png_save_dir", default=None, help=UNUSED + " (see --save_overlay)")
+    d.add_argument("--nopandas", action="store_true", help=UNUSED)
+    return p
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    if not text:
+        return 0, 1
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard must be K/N, got {text!r}") from None
+    if not (n >= 1 and 0 <= k < n):
+        raise argparse.ArgumentTypeError(f"--shard K/N needs 0 <= K < N, got {text!r}")
+    return k, n
+
+
+class _LineHandler(logging.Handler):
+    """Log records as one-line 'warning: ...' messages above the progress bar."""
+
+    def __init__(self, emit_line) -> None:
+        super().__init__(logging.WARNING)
+        self._emit_line = emit_line
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._emit_line(f"{record.levelname.lower()}: {record.getMessage()}")
+
+
+def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """Run the command line; returns the exit code (0: all cases written, 1: any failure)."""
+    out, err = stdout or sys.stdout, stderr or sys.stderr
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        shard = parse_shard(args.shard)
+    except argparse.ArgumentTypeError as e:
+        parser.error(str(e))
+    if args.decode_batch < 1 or args.max_cached_slices < 0 or args.threads < 0:
+        parser.error("--decode_batch must be >= 1, --max_cached_slices and --threads >= 0")
+
+    input_dir, output_dir = Path(args.input_dir), Path(args.output_dir)
+    if not input_dir.is_dir():
+        print(f"error: input folder {input_dir} not found", file=err)
+        return 1
+    files = sorted(input_dir.glob("*.npz"))[shard[0]::shard[1]]
+    problem = _unwritable(output_dir)
+    if problem:
+        print(f"error: output folder {output_dir} is not writable: {problem}", file=err)
+        return 1
+    if not files:
+        print(f"no .npz cases in {input_dir}", file=out)
+        return 0
+
+    from daftseg.inference.progress import Progress
+
+    progress = Progress(len(files), out=out, bar=err)
+    log = logging.getLogger("daftseg.inference")
+    handler = _LineHandler(lambda line: progress.line(line, err))
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        return _run(args, files, output_dir, progress, err)
+    finally:
+        progress.close()
+        log.removeHandler(handler)
+        log.propagate = True
+
+
+def _run(args: argparse.Namespace, files: list[Path], output_dir: Path, progress: Progress,
+         err: TextIO) -> int:
+    from daftseg.inference.segmenter import Segmenter
+
+    cache_dir = args.cache_dir if args.cache_dir is not None else (
+        DOCKER_CACHE_DIR if args.indocker else LOCAL_CACHE_DIR)
+    options = InferenceOptions(args.zmax_inclusive, args.box_from_fullres, args.clip_to_box,
+                               args.decode_batch, args.max_cached_slices)
+    try:
+        segmenter = Segmenter(args.models_dir, cache_dir or None, args.threads, args.precision, options,
+                              args.routing)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=err)
+        return 1
+    # Compile the first case's model while its file is read (a fresh process per case is the
+    # challenge's timing); the foreground call reports any error.
+    segmenter.sessions.prefetch(segmenter.route(files[0].name, warn=False).model)
+
+    with _open_csv(args.timing_csv, err) as csv:
+        return _run_cases(segmenter, args, files, output_dir, progress, csv, err)
+
+
+def _run_cases(segmenter: Segmenter, args: argparse.Namespace, files: list[Path], output_dir: Path,
+               progress: Progress, csv: TextIO | None, err: TextIO) -> int:
+    from daftseg.inference.npz_io import CaseError, read_case, write_segs
+
+    failed, t_all = 0, time.perf_counter()
+    for path in files:
+        t0 = time.perf_counter()
+        try:
+            case = read_case(path)
+            result = segmenter.run(case)
+            write_segs(output_dir / path.name, result.segs)
+        except CaseError as e:
+            failed += 1
+            progress.line(f"error: {path.name}: {e}", err)
+        except Exception as e:  # noqa: BLE001 - one bad case must not stop the batch
+            failed += 1
+            progress.line(f"error: {path.name}: {type(e).__name__}: {' '.join(str(e).split())[:300]}", err)
+        else:
+            seconds = time.perf_counter() - t0
+            shape = "x".join(str(s) for s in case.imgs.shape)
+            progress.line(f"{path.name}  model={result.model}  shape={shape}  boxes={result.boxes}  "
+                          f"slices={result.slices}  {seconds:.2f}s")
+            if csv:
+                csv.write(f"{path.name},{result.model},{result.boxes},{result.slices},{seconds:.4f}\n")
+                csv.flush()
+            if args.save_overlay:
+                _save_overlays(Path(args.save_overlay), case, result, progress, err)
+        progress.advance()
+    segmenter.sessions.join_prefetch()
+    progress.line(f"{len(files) - failed} of {len(files)} cases written to {output_dir}"
+                  f"{f', {failed} failed' if failed else ''} in {time.perf_counter() - t_all:.1f}s")
+    return 1 if failed else 0
+
+
+def _save_overlays(folder: Path, case: Case, result: CaseResult, progress: Progress, err: TextIO) -> None:
+    """Overlays are a by-product: a failure is a warning, the case's segs are already written."""
+    from daftseg.inference.overlay import save_overlays
+
+    try:
+        save_overlays(folder, case, result)
+    except Exception as e:  # noqa: BLE001
+        progress.line(f"warning: {case.name}: overlay not written: {type(e).__name__}: {e}", err)
+
+
+def _unwritable(folder: Path) -> str | None:
+    """None if ``folder`` exists or can be created and accepts files, else the reason."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
+
+
+@contextlib.contextmanager
+def _open_csv(path: str | None, err: TextIO) -> Iterator[TextIO | None]:
+    """The timing CSV with its header, or None (no path, or not writable: a warning)."""
+    f = None
+    if path:
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            f = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+            f.write("case,model,boxes,slices,seconds\n")
+        except OSError as e:
+            print(f"warning: cannot write timing CSV {path}: {e.strerror or e}; going on without it", file=err)
+    try:
+        yield f
+    finally:
+        if f:
+            f.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""``Segmenter``: the Python API over sessions, routing and the 2D/3D algorithms.
+
+    seg = Segmenter("openvinomodels")
+    segs = seg.segment(imgs, boxes, name="2DBox_US_0001.npz")   # or model="lite_medsam"
+    result = seg.segment_file("case.npz")                        # result.segs, result.model, ...
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from daftseg.inference.npz_io import Case, make_case, read_case
+from daftseg.inference.options import InferenceOptions
+from daftseg.inference.routing import Route, RoutingTable
+from daftseg.inference.sessions import SessionConfig, Sessions
+
+
+@dataclass
+class CaseResult:
+    """What one case produced: ``segs`` and what it took."""
+
+    name: str
+    segs: np.ndarray
+    model: str
+    route: Route
+    boxes: int
+    slices: int  # distinct slices segmented (1 for 2D, 0 without boxes)
+    encoder_calls: int
+    seconds: float
+    mid_slices: list[int] = field(default_factory=list)  # 3D: each box's middle slice (for overlays)
+    notes: list[str] = field(default_factory=list)
+
+
+class Segmenter:
+    """Box-prompted segmentation with DAFT's per-modality OpenVINO models.
+
+    Args:
+        models_dir: folder with ``<Name>_image_encoder.xml``, ``<Name>_mask_decoder.xml``, a prompt
+            encoder and ``positional_encoding.npy``.
+        cache_dir, threads, precision: see ``SessionConfig``.
+        options: ``InferenceOptions`` (defaults: DAFT's exact behaviour).
+        routing: a ``RoutingTable`` or the path of its TOML file (default configs/modalities.toml).
+    """
+
+    def __init__(self, models_dir: str | Path = "openvinomodels", cache_dir: str | None = None,
+                 threads: int = 0, precision: str = "auto", options: InferenceOptions | None = None,
+                 routing: RoutingTable | str | Path | None = None) -> None:
+        self.sessions = Sessions(models_dir, SessionConfig(cache_dir, threads, precision))
+        self.options = options or InferenceOptions()
+        self.routing = routing if isinstance(routing, RoutingTable) else RoutingTable.load(routing)
+
+    def route(self, name: str, warn: bool = True) -> Route:
+        """The model that a file called ``name`` runs with (fallback if its files are absent)."""
+        return self.routing.route(Path(name).name, self.sessions.available, warn)
+
+    def segment(self, imgs: np.ndarray, boxes: np.ndarray, name: str = "", model: str | None = None,
+                is_3d: bool | None = None) -> np.ndarray:
+        """``segs`` for arrays as in a challenge npz.
+
+        The model is ``model``, else routed from the file name ``name``, else the fallback model.
+        3D or not: ``is_3d``, else the name (``3D*``), else whether ``boxes`` is (N,6).
+        """
+        if is_3d is None and not name:
+            is_3d = np.asarray(boxes).ndim == 2 and np.asarray(boxes).shape[1] == 6
+        if model is None and not name:
+            model = self.routing.fallback
+        case = make_case(name or ("3D_array" if is_3d else "2D_array"), imgs, boxes, is_3d=is_3d)
+        return self.run(case, model=model).segs
+
+    def segment_file(self, path: str | Path) -> CaseResult:
+        """Read, validate and segment one challenge npz (raises ``CaseError`` for bad input)."""
+        return self.run(read_case(path))
+
+    def run(self, case: Case, model: str | None = None) -> CaseResult:
+        """Segment a validated ``Case``."""
+        from daftseg.inference.case2d import segment_2d
+        from daftseg.inference.case3d import segment_3d
+
+        t0 = time.perf_counter()
+        route = Route(model, model, None, False) if model else self.route(case.name)
+        n = len(case.boxes)
+        mids: list[int] = []
+        if n == 0:  # documented: no boxes -> an all-zero label map, no model needed
+            segs = np.zeros(case.spatial_shape, np.uint16)
+            slices = calls = 0
+        else:
+            sessions = self.sessions.model(route.model)
+            before = sessions.encoder_calls
+            if case.is_3d:
+                res = segment_3d(sessions, case.imgs, case.boxes, self.options)
+                segs, slices, mids = res.segs, res.slices, [p.mid for p in res.plans]
+            else:
+                segs, slices = segment_2d(sessions, case.imgs, case.boxes, self.options), 1
+            calls = sessions.encoder_calls - before
+        return CaseResult(case.name, segs, route.model, route, n, slices, calls,
+                          time.perf_counter() - t0, mids, list(case.notes))

@@ -1,0 +1,284 @@
+"""OpenVINO sessions: one Core, each model compiled when first needed, the shared prompt encoder and PE.
+
+Artefacts (DAFT's names, spec §6, §7.1) in ``models_dir``:
+``<Name>_image_encoder.xml``, ``<Name>_mask_decoder.xml``, a prompt encoder and
+``positional_encoding.npy`` (1,256,64,64). The prompt encoder is looked up as
+``lite_medsam_prompt_encoder.xml`` (93f1e55), then ``prompt_encoder.xml`` (916bd4e), then
+``<Name>_prompt_encoder.xml``; DAFT's prompt encoders all hold the same frozen weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+log = logging.getLogger("daftseg.inference")
+
+PRECISIONS = ("auto", "f32", "bf16")
+SHARED_PROMPT_ENCODERS = ("lite_medsam_prompt_encoder.xml", "prompt_encoder.xml")
+POSITIONAL_ENCODING = "positional_encoding.npy"
+EMBEDDING_SHAPE = (1, 256, 64, 64)
+
+
+class ModelError(RuntimeError):
+    """A model artefact is missing or does not have DAFT's tensor names and shapes."""
+
+
+def import_openvino() -> ModuleType:
+    """``import openvino`` without its model-conversion API.
+
+    The package's ``__init__`` also imports ``openvino.tools.ovc`` (convert_model, with telemetry,
+    http and email modules): about 0.45 s and 18 MB per process that inference never uses, paid on
+    every case because the challenge harness starts one process per case. It is hidden during the
+    import (``__init__`` skips it on ImportError) and ``openvino.convert_model`` is put back as a
+    lazy wrapper, so later users of the same process see the normal API.
+    """
+    if "openvino" in sys.modules:
+        return sys.modules["openvino"]
+    hide = "openvino.tools.ovc" not in sys.modules
+    if hide:
+        sys.modules["openvino.tools.ovc"] = None  # type: ignore[assignment]
+    try:
+        import openvino
+    finally:
+        if hide and sys.modules.get("openvino.tools.ovc", 0) is None:
+            del sys.modules["openvino.tools.ovc"]
+    if not hasattr(openvino, "convert_model"):
+        def convert_model(*args, **kwargs):
+            from openvino.tools.ovc import convert_model as real
+            return real(*args, **kwargs)
+        openvino.convert_model = convert_model
+    return openvino
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """How models are compiled.
+
+    cache_dir: OpenVINO compiled-model cache folder (None: no cache). If it cannot be created or
+        written, inference goes on without a cache (with a warning).
+    threads: ``INFERENCE_NUM_THREADS`` (0: OpenVINO's default, all cores).
+    precision: ``auto`` sets no hint, as DAFT's Python runtime (OpenVINO's default: bf16 on CPUs
+        with native bf16, else f32); ``f32`` / ``bf16`` set ``INFERENCE_PRECISION_HINT``.
+    """
+
+    cache_dir: str | None = None
+    threads: int = 0
+    precision: str = "auto"
+
+    def compile_properties(self) -> dict[str, object]:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        props: dict[str, object] = {}
+        if self.precision != "auto":
+            props["INFERENCE_PRECISION_HINT"] = self.precision
+        if self.threads > 0:
+            props["INFERENCE_NUM_THREADS"] = int(self.threads)
+        return props
+
+
+def model_files(models_dir: Path, name: str) -> tuple[Path, Path]:
+    """(image encoder, mask decoder) IR paths of model ``name``."""
+    return Path(models_dir) / f"{name}_image_encoder.xml", Path(models_dir) / f"{name}_mask_decoder.xml"
+
+
+def model_available(models_dir: Path, name: str) -> bool:
+    """True if both IR files of ``name`` (and their weights) exist."""
+    return all(p.is_file() and p.with_suffix(".bin").is_file() for p in model_files(models_dir, name))
+
+
+class _Session:
+    """One compiled model and its infer request; returns copies of the named outputs."""
+
+    def __init__(self, compiled, path: Path, inputs: tuple[str, ...], outputs: tuple[str, ...]) -> None:
+        self.path = path
+        self.compiled = compiled
+        names = {n for port in compiled.inputs for n in port.get_names()}
+        out_names = {n for port in compiled.outputs for n in port.get_names()}
+        missing = [n for n in inputs if n not in names] + [n for n in outputs if n not in out_names]
+        if missing:
+            raise ModelError(f"{path.name}: no tensor named {', '.join(missing)} "
+                             f"(inputs: {sorted(names)}, outputs: {sorted(out_names)})")
+        self.outputs = outputs
+        self.request = compiled.create_infer_request()
+
+    def static_batch(self, input_name: str) -> int | None:
+        """The fixed size of dim 0 of ``input_name``, or None if it is dynamic."""
+        dim = self.compiled.input(input_name).get_partial_shape()[0]
+        return dim.get_length() if dim.is_static else None
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+        # share_outputs avoids copying outputs we do not keep (e.g. iou_predictions); we copy ours.
+        self.request.infer(inputs, share_outputs=True)
+        return tuple(self.request.get_tensor(n).data.copy() for n in self.outputs)
+
+
+class ModelSessions:
+    """Image encoder + (shared) prompt encoder + mask decoder of one model."""
+
+    def __init__(self, name: str, encoder: _Session, prompt_encoder: _Session, decoder: _Session,
+                 positional_encoding: np.ndarray) -> None:
+        self.name = name
+        self.encoder = encoder
+        self.prompt_encoder = prompt_encoder
+        self.decoder = decoder
+        self.positional_encoding = positional_encoding
+        # DAFT's released decoders are exported with fixed batch-1 shapes (spec §6.1).
+        self.decoder_max_batch = decoder.static_batch("sparse_prompt_embeddings")
+        self.prompt_max_batch = prompt_encoder.static_batch("boxes")
+        self.encoder_calls = 0
+        self.decoder_calls = 0
+
+    def encode(self, image: np.ndarray) -> np.ndarray:
+        """(1,3,256,256) float32 in [0,1] -> image embedding (1,256,64,64) float32."""
+        self.encoder_calls += 1
+        (emb,) = self.encoder({"image": image})
+        return emb
+
+    def decode(self, embedding: np.ndarray, boxes256: np.ndarray, batch: int = 1) -> np.ndarray:
+        """Low-res logits (N,256,256) for N boxes (N,4) in 256-space on one (1,256,64,64) embedding.
+
+        ``batch`` boxes go through the prompt encoder and decoder per call (capped at the models'
+        fixed batch). batch=1 is the faithful default: OpenVINO may pick other kernels for larger
+        batches, which can change the last bits of the logits (``InferenceOptions.decode_batch``).
+        """
+        boxes = np.asarray(boxes256, np.float32).reshape(-1, 1, 1, 4)
+        batch = max(1, batch)
+        for cap in (self.decoder_max_batch, self.prompt_max_batch):
+            batch = min(batch, cap) if cap else batch
+        out = np.empty((boxes.shape[0], 256, 256), np.float32)
+        for start in range(0, boxes.shape[0], batch):
+            chunk = boxes[start:start + batch]
+            sparse, dense = self.prompt_encoder({"boxes": chunk})
+            (logits,) = self.decoder({"image_embeddings": embedding, "image_pe": self.positional_encoding,
+                                      "sparse_prompt_embeddings": sparse, "dense_prompt_embeddings": dense})
+            self.decoder_calls += 1
+            out[start:start + len(chunk)] = logits.reshape(len(chunk), 256, 256)
+        return out
+
+
+class Sessions:
+    """Models of one folder, compiled lazily (only those a case needs) with one OpenVINO Core."""
+
+    def __init__(self, models_dir: str | Path, config: SessionConfig | None = None) -> None:
+        self.models_dir = Path(models_dir)
+        self.config = config or SessionConfig()
+        self.config.compile_properties()  # validate early
+        self._core = None
+        self._models: dict[str, ModelSessions] = {}
+        self._prompt_encoders: dict[Path, _Session] = {}
+        self._pe: np.ndarray | None = None
+        self._lock = threading.RLock()
+        self._prefetch: threading.Thread | None = None
+
+    # -- OpenVINO core ------------------------------------------------------------------------
+    @property
+    def core(self):
+        with self._lock:
+            if self._core is None:
+                ov = import_openvino()
+                core = ov.Core()
+                cache = _usable_cache_dir(self.config.cache_dir)
+                if cache:
+                    core.set_property({"CACHE_DIR": cache})
+                self._core = core
+            return self._core
+
+    def _compile(self, path: Path, inputs: tuple[str, ...], outputs: tuple[str, ...]) -> _Session:
+        if not path.is_file():
+            raise ModelError(f"model file {path} is missing")
+        compiled = self.core.compile_model(str(path), "CPU", self.config.compile_properties())
+        return _Session(compiled, path, inputs, outputs)
+
+    # -- artefacts ----------------------------------------------------------------------------
+    def available(self, name: str) -> bool:
+        return model_available(self.models_dir, name)
+
+    def prompt_encoder_path(self, name: str) -> Path:
+        for candidate in (*SHARED_PROMPT_ENCODERS, f"{name}_prompt_encoder.xml"):
+            if (self.models_dir / candidate).is_file():
+                return self.models_dir / candidate
+        raise ModelError(f"no prompt encoder in {self.models_dir} (looked for "
+                         f"{', '.join(SHARED_PROMPT_ENCODERS)}, {name}_prompt_encoder.xml)")
+
+    def positional_encoding(self) -> np.ndarray:
+        """The dense positional encoding (1,256,64,64) float32 shared by all models."""
+        with self._lock:
+            if self._pe is None:
+                path = self.models_dir / POSITIONAL_ENCODING
+                if not path.is_file():
+                    raise ModelError(f"{path} is missing (the prompt encoder's dense PE, written at export)")
+                pe = np.load(path, allow_pickle=False)
+                if pe.shape != EMBEDDING_SHAPE:
+                    raise ModelError(f"{path} has shape {pe.shape}, expected {EMBEDDING_SHAPE}")
+                self._pe = np.ascontiguousarray(pe, np.float32)
+            return self._pe
+
+    def model(self, name: str) -> ModelSessions:
+        """The compiled sessions of model ``name`` (compiled on first use)."""
+        with self._lock:
+            if name not in self._models:
+                enc_path, dec_path = model_files(self.models_dir, name)
+                for p in (enc_path, dec_path):
+                    if not p.is_file():
+                        raise ModelError(f"model {name!r}: {p} is missing")
+                pe_path = self.prompt_encoder_path(name)
+                if pe_path not in self._prompt_encoders:
+                    self._prompt_encoders[pe_path] = self._compile(
+                        pe_path, ("boxes",), ("sparse_embeddings", "dense_embeddings"))
+                pos = self.positional_encoding()
+                encoder = self._compile(enc_path, ("image",), ("image_embedding",))
+                decoder = self._compile(dec_path, ("image_embeddings", "image_pe", "sparse_prompt_embeddings",
+                                                   "dense_prompt_embeddings"), ("low_res_masks",))
+                self._models[name] = ModelSessions(name, encoder, self._prompt_encoders[pe_path], decoder, pos)
+            return self._models[name]
+
+    def prefetch(self, name: str) -> None:
+        """Start compiling ``name`` in a background thread (errors surface at ``model(name)``).
+
+        In a fresh process this overlaps loading the compiled models with reading the case.
+        """
+        def work() -> None:
+            try:
+                self.model(name)
+            except Exception as e:  # noqa: BLE001 - reported again by the foreground call
+                log.debug("background compile of %s failed: %s", name, e)
+
+        if self._prefetch is None or not self._prefetch.is_alive():
+            self._prefetch = threading.Thread(target=work, daemon=True)
+            self._prefetch.start()
+
+    def join_prefetch(self) -> None:
+        """Wait for a background compile (never leave one running at interpreter exit)."""
+        if self._prefetch is not None:
+            self._prefetch.join()
+
+    def loaded(self) -> list[str]:
+        return sorted(self._models)
+
+
+_warned_cache: set[str] = set()
+
+
+def _usable_cache_dir(cache_dir: str | None) -> str | None:
+    """``cache_dir`` if it exists or can be created and is writable, else None (with one warning)."""
+    if not cache_dir:
+        return None
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=cache_dir):
+            pass
+        return str(cache_dir)
+    except OSError as e:
+        if cache_dir not in _warned_cache:
+            _warned_cache.add(cache_dir)
+            log.warning("model cache folder %s is not usable (%s); compiling without a cache", cache_dir, e)
+        return None

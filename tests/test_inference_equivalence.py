@@ -1,0 +1,304 @@
+"""Faithfulness: the runtime's outputs equal, voxel for voxel, a plain implementation of spec §7.4/§7.5.
+
+The reference below is written straight from the spec, one box and one slice at a time, every
+needed slice encoded up front as DAFT does, over the same compiled sessions (toy models with DAFT's
+tensor names, tests/ov_toy_models.py). The opt-in flags are reference parameters too, so each is
+checked to change exactly what it should.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ov_toy_models import toy_models_dir  # noqa: F401 - pytest fixture
+
+from daftseg.geometry import (
+    bbox_from_mask,
+    bbox_from_mask_fullres,
+    postprocess_logits,
+    preprocess_image,
+    resize_longest_side,
+    scale_box_to_256,
+)
+from daftseg.inference import InferenceOptions, Segmenter
+from daftseg.inference.boxes import plan_3d
+from daftseg.inference.case3d import schedule
+from daftseg.inference.sessions import ModelSessions
+
+# -- the plain reference (spec §7.4, §7.5) ---------------------------------------------------------
+
+
+def ref_decode(m: ModelSessions, embedding: np.ndarray, box256: np.ndarray, new_hw, hw) -> np.ndarray:
+    """medsam_inference: prompt encoder + decoder on one (1,1,1,4) box, crop, resize, > 0."""
+    sparse, dense = m.prompt_encoder({"boxes": np.asarray(box256)[None, None, None].astype(np.float32)})
+    (logits,) = m.decoder({"image_embeddings": embedding, "image_pe": m.positional_encoding,
+                           "sparse_prompt_embeddings": sparse, "dense_prompt_embeddings": dense})
+    return postprocess_logits(logits[0, 0], new_hw, hw)
+
+
+def ref_clip(mask: np.ndarray, box) -> np.ndarray:
+    """The box mask DAFT meant: rows y_min..y_max, columns x_min..x_max (inclusive)."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    keep = np.zeros_like(mask)
+    keep[max(y0, 0):y1 + 1, max(x0, 0):x1 + 1] = True
+    return mask & keep
+
+
+def ref_2d(m: ModelSessions, img: np.ndarray, boxes: np.ndarray, clip: bool = False) -> np.ndarray:
+    h, w = img.shape[:2]
+    segs = np.zeros((h, w), np.uint16)
+    x, new_hw = preprocess_image(img)
+    (embedding,) = m.encoder({"image": x})
+    for idx, box in enumerate(boxes, start=1):
+        mask = ref_decode(m, embedding, scale_box_to_256(box, h, w), new_hw, (h, w))
+        if clip:
+            mask = ref_clip(mask, box)
+        segs[mask] = idx
+    return segs
+
+
+def ref_3d(m: ModelSessions, vol: np.ndarray, boxes: np.ndarray, zmax_inclusive: bool = False,
+           fullres: bool = False, clip: bool = False) -> np.ndarray:
+    d, h, w = vol.shape
+    segs = np.zeros((d, h, w), np.uint16)
+    # eager embeddings of the union of the box ranges (DAFT's image_encoder_cache)
+    cache, new_hw = {}, None
+    for box in boxes:
+        top = box[5] + 1 if zmax_inclusive else box[5]
+        for z in range(max(0, int(box[2])), min(int(top), d)):
+            if z not in cache:
+                x, new_hw = preprocess_image(vol[z])
+                cache[z] = m.encoder({"image": x})[0]
+
+    def prompt_from(prev: np.ndarray, mid256: np.ndarray) -> np.ndarray:
+        if fullres:
+            b = bbox_from_mask_fullres(prev)
+            return mid256 if b is None else b
+        if prev.max() > 0:
+            small = resize_longest_side(prev)  # the uint16 label image, value idx
+            if small.max() > 0:
+                return bbox_from_mask(small)
+        return mid256
+
+    for idx, box in enumerate(boxes, start=1):
+        temp = np.zeros((d, h, w), np.uint16)
+        x_min, y_min, z_min, x_max, y_max, z_max = (int(v) for v in box)
+        assert z_min < z_max or (zmax_inclusive and z_min == z_max)
+        xy = np.array([x_min, y_min, x_max, y_max])
+        mid256 = scale_box_to_256(xy, h, w)
+        z_middle = int((z_max - z_min) / 2 + z_min)
+        top = min(z_max + 1 if zmax_inclusive else z_max, d)
+        for z in range(z_middle, top):
+            box256 = mid256 if z == z_middle else prompt_from(temp[z - 1], mid256)
+            mask = ref_decode(m, cache[z], box256, new_hw, (h, w))
+            temp[z, ref_clip(mask, xy) if clip else mask] = idx
+        for z in range(z_middle - 1, max(-1, z_min - 1), -1):
+            mask = ref_decode(m, cache[z], prompt_from(temp[z + 1], mid256), new_hw, (h, w))
+            temp[z, ref_clip(mask, xy) if clip else mask] = idx
+        segs[temp > 0] = idx
+    return segs
+
+
+# -- cases -----------------------------------------------------------------------------------------
+
+
+def textured(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """uint8 image with smooth structure + noise, so masks depend on position and content."""
+    rng = np.random.default_rng(seed)
+    grids = np.meshgrid(*[np.linspace(0, 3, n) for n in shape], indexing="ij")
+    smooth = sum(np.sin(g * (i + 2)) for i, g in enumerate(grids))
+    img = 128 + 50 * smooth + rng.normal(0, 25, shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def random_boxes_2d(n: int, h: int, w: int, seed: int, min_size: int = 2) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x0 = rng.integers(0, w - min_size, n)
+    y0 = rng.integers(0, h - min_size, n)
+    x1 = np.minimum(w - 1, x0 + rng.integers(min_size, max(min_size + 1, w // 2), n))
+    y1 = np.minimum(h - 1, y0 + rng.integers(min_size, max(min_size + 1, h // 2), n))
+    return np.stack([x0, y0, x1, y1], 1)
+
+
+# boxes touching z = 0 and z = D-1, a box inside another's z range, a one-slice range
+BOXES_3D = np.array([
+    [4, 6, 0, 30, 28, 9],     # touches z = 0
+    [10, 3, 5, 50, 30, 12],   # reaches the last slice (D = 12): z_max = D
+    [20, 10, 6, 40, 25, 8],   # inside box 2's z range, overlapping it in xy
+    [2, 2, 3, 12, 9, 4],      # a single slice (z_max exclusive)
+    [30, 5, 9, 55, 33, 14],   # z_max beyond the volume (D = 12): clipped
+])
+
+
+@pytest.fixture(scope="module")
+def seg(toy_models_dir) -> Segmenter:  # noqa: F811
+    return Segmenter(toy_models_dir)
+
+
+def segment(seg: Segmenter, model: str, imgs, boxes, is_3d: bool, **options) -> np.ndarray:
+    seg.options = InferenceOptions(**options)
+    try:
+        return seg.segment(imgs, boxes, model=model, is_3d=is_3d)
+    finally:
+        seg.options = InferenceOptions()
+
+
+# -- 2D ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(90, 130, 3), (301, 77, 3), (64, 64)], ids=["rgb", "tall-rgb", "grey"])
+def test_2d_equals_reference(seg: Segmenter, shape) -> None:
+    img = textured(shape, seed=1)
+    boxes = random_boxes_2d(12, shape[0], shape[1], seed=2)
+    ours = segment(seg, "XRay", img, boxes, is_3d=False)
+    rgb = np.repeat(img[:, :, None], 3, -1) if img.ndim == 2 else img
+    ref = ref_2d(seg.sessions.model("XRay"), rgb, boxes)
+    assert ours.dtype == np.uint16 and ours.shape == shape[:2]
+    np.testing.assert_array_equal(ours, ref)
+    assert len(np.unique(ours)) > 3  # masks overlap and overwrite, not all background
+
+
+def test_2d_more_than_255_boxes(seg: Segmenter) -> None:
+    img = textured((48, 60, 3), seed=3)
+    boxes = random_boxes_2d(300, 48, 60, seed=4, min_size=1)
+    ours = segment(seg, "CT", img, boxes, is_3d=False)
+    ref = ref_2d(seg.sessions.model("CT"), img, boxes)
+    np.testing.assert_array_equal(ours, ref)
+    assert ours.dtype == np.uint16 and ours.max() > 255
+
+
+def test_2d_float_boxes_truncate_like_daft(seg: Segmenter) -> None:
+    img = textured((200, 150, 3), seed=5)
+    boxes = np.array([[10.7, 20.2, 99.9, 150.5], [0.0, 0.0, 149.0, 199.0]])
+    np.testing.assert_array_equal(segment(seg, "XRay", img, boxes, is_3d=False),
+                                  ref_2d(seg.sessions.model("XRay"), img, boxes))
+
+
+def test_2d_clip_to_box(seg: Segmenter) -> None:
+    img = np.full((120, 200, 3), 250, np.uint8)  # bright after min-max: toy masks grow past their boxes
+    img[-1, -1] = 0
+    boxes = np.array([[20, 30, 80, 90], [100, 10, 190, 60]])
+    default = segment(seg, "XRay", img, boxes, is_3d=False)
+    clipped = segment(seg, "XRay", img, boxes, is_3d=False, clip_to_box=True)
+    np.testing.assert_array_equal(clipped, ref_2d(seg.sessions.model("XRay"), img, boxes, clip=True))
+    assert (default != clipped).any()
+    for idx, (x0, y0, x1, y1) in enumerate(boxes, start=1):
+        rows, cols = np.nonzero(clipped == idx)
+        assert rows.min() >= y0 and rows.max() <= y1 and cols.min() >= x0 and cols.max() <= x1
+
+
+# -- 3D ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hw", [(40, 64), (300, 140)], ids=["upscaled", "downscaled-tall"])
+def test_3d_equals_reference(seg: Segmenter, hw) -> None:
+    vol = textured((12, *hw), seed=6)
+    scale = np.array([hw[1] / 64, hw[0] / 40, 1, hw[1] / 64, hw[0] / 40, 1])
+    boxes = np.floor(BOXES_3D * scale).astype(np.int64)
+    ours = segment(seg, "3D", vol, boxes, is_3d=True)
+    ref = ref_3d(seg.sessions.model("3D"), vol, boxes)
+    assert ours.dtype == np.uint16 and ours.shape == vol.shape
+    np.testing.assert_array_equal(ours, ref)
+    assert set(np.unique(ours)) >= {1, 2, 3, 5}
+    assert (ours[0] > 0).any() and (ours[-1] > 0).any()
+
+
+@pytest.mark.parametrize("capacity", [0, 1, 16])
+def test_3d_cache_bound_never_changes_outputs(seg: Segmenter, capacity: int) -> None:
+    vol = textured((20, 48, 48), seed=7)
+    # middles far apart: the down sweep needs many slices the up sweep encoded
+    boxes = np.array([[5, 5, 0, 40, 40, 20], [8, 4, 2, 30, 44, 6], [3, 9, 12, 36, 30, 19]])
+    ours = segment(seg, "CT", vol, boxes, is_3d=True, max_cached_slices=capacity)
+    np.testing.assert_array_equal(ours, ref_3d(seg.sessions.model("CT"), vol, boxes))
+
+
+def test_3d_memory_is_bounded() -> None:
+    # 120 slices, 4 overlapping boxes: at most capacity + 1 embeddings live at once
+    plans = plan_3d(np.array([[0, 0, 0, 9, 9, 120], [0, 0, 10, 9, 9, 100], [0, 0, 50, 9, 9, 119],
+                              [0, 0, 30, 9, 9, 60]]), (120, 10, 10))
+    from daftseg.inference.case3d import SliceEmbeddings
+
+    steps = schedule(plans)
+    for capacity in (0, 4, 16):
+        emb = SliceEmbeddings(lambda z: np.zeros(1), steps, capacity)
+        for z, _, _ in steps:
+            emb.get(z)
+            emb.release(z)
+        assert emb.max_cached <= capacity + 1
+        assert not emb._cache  # everything released at the end
+        distinct = len({z for z, _, _ in steps})
+        assert emb.encoder_calls >= distinct
+    big = SliceEmbeddings(lambda z: np.zeros(1), steps, 120)
+    for z, _, _ in steps:
+        big.get(z)
+        big.release(z)
+    assert big.encoder_calls == distinct  # enough room: every slice encoded once
+
+
+def test_3d_zmax_inclusive(seg: Segmenter) -> None:
+    vol = textured((10, 40, 40), seed=8)
+    boxes = np.array([[5, 5, 2, 30, 30, 6], [10, 10, 7, 35, 35, 7]])  # second: one slice, inclusive only
+    ours = segment(seg, "3D", vol, boxes, is_3d=True, zmax_inclusive=True)
+    np.testing.assert_array_equal(ours, ref_3d(seg.sessions.model("3D"), vol, boxes, zmax_inclusive=True))
+    assert (ours[6] == 1).any() and (ours[7] == 2).any()
+    default = segment(seg, "3D", vol, boxes[:1], is_3d=True)
+    assert not (default[6] > 0).any()  # DAFT: z_max itself is not segmented
+
+
+def test_3d_box_from_fullres(seg: Segmenter) -> None:
+    vol = textured((14, 90, 200), seed=9)
+    boxes = np.array([[20, 10, 0, 120, 70, 14], [60, 30, 3, 190, 85, 9]])
+    ours = segment(seg, "3D", vol, boxes, is_3d=True, box_from_fullres=True)
+    np.testing.assert_array_equal(ours, ref_3d(seg.sessions.model("3D"), vol, boxes, fullres=True))
+    assert (ours != segment(seg, "3D", vol, boxes, is_3d=True)).any()
+
+
+def test_3d_clip_to_box(seg: Segmenter) -> None:
+    vol = np.full((8, 60, 80), 240, np.uint8)
+    vol[:, -1, -1] = 0
+    boxes = np.array([[10, 10, 1, 40, 30, 7], [45, 20, 0, 70, 50, 5]])
+    ours = segment(seg, "3D", vol, boxes, is_3d=True, clip_to_box=True)
+    np.testing.assert_array_equal(ours, ref_3d(seg.sessions.model("3D"), vol, boxes, clip=True))
+    _, rows, cols = np.nonzero(ours == 1)
+    assert rows.min() >= 10 and rows.max() <= 30 and cols.min() >= 10 and cols.max() <= 40
+    assert (ours != segment(seg, "3D", vol, boxes, is_3d=True)).any()
+
+
+# -- decoders fixed at batch 1, batched decoding ------------------------------------------------------
+
+
+def test_static_batch1_decoder_equals_dynamic(seg: Segmenter) -> None:
+    static = seg.sessions.model("static1")
+    assert static.decoder_max_batch == 1 and seg.sessions.model("CT").decoder_max_batch is None
+    img = textured((70, 90, 3), seed=10)
+    boxes = random_boxes_2d(9, 70, 90, seed=11)
+    vol = textured((9, 30, 50), seed=12)
+    for opts in ({}, {"decode_batch": 8}):  # batching is capped at the decoder's fixed batch
+        np.testing.assert_array_equal(segment(seg, "static1", img, boxes, False, **opts),
+                                      segment(seg, "CT", img, boxes, False))
+        np.testing.assert_array_equal(segment(seg, "static1", vol, BOXES_3D[:3] // 2, True, **opts),
+                                      segment(seg, "CT", vol, BOXES_3D[:3] // 2, True))
+    np.testing.assert_array_equal(segment(seg, "static1", img, boxes, False), ref_2d(static, img, boxes))
+
+
+def test_decode_batch_keeps_box_order(seg: Segmenter) -> None:
+    # the toy decoder is elementwise, so batching is exact here: any difference is a bookkeeping bug
+    img = textured((80, 80, 3), seed=13)
+    boxes = random_boxes_2d(23, 80, 80, seed=14)
+    vol = textured((12, 40, 64), seed=15)
+    for batch in (2, 7, 64):
+        np.testing.assert_array_equal(segment(seg, "CT", img, boxes, False, decode_batch=batch),
+                                      ref_2d(seg.sessions.model("CT"), img, boxes))
+        np.testing.assert_array_equal(segment(seg, "CT", vol, BOXES_3D, True, decode_batch=batch),
+                                      ref_3d(seg.sessions.model("CT"), vol, BOXES_3D))
+
+
+def test_compiled_model_cache_gives_same_outputs(toy_models_dir, tmp_path) -> None:  # noqa: F811
+    img = textured((60, 70, 3), seed=16)
+    boxes = random_boxes_2d(5, 60, 70, seed=17)
+    outs = []
+    for _ in range(2):  # first run fills the cache, second loads from it
+        s = Segmenter(toy_models_dir, cache_dir=str(tmp_path / "cache"), precision="f32", threads=1)
+        outs.append(s.segment(img, boxes, model="XRay"))
+    assert any((tmp_path / "cache").iterdir())
+    np.testing.assert_array_equal(outs[0], outs[1])
