@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models_dir", default="openvinomodels",
                         help="OpenVINO models to use if present, else where the export goes")
     parser.add_argument("--size", type=int, default=512, help="longest in-plane side of the synthetic cases")
+    parser.add_argument("--max_slices", type=int, default=40, help="depth cap of the synthetic 3D cases")
     parser.add_argument("--no_fetch", action="store_true", help="never download the LiteMedSAM weights")
     args = parser.parse_args(argv)
 
@@ -78,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     report = out / "report"
     for sub in ("imgs", "gts", "segs", "report"):
         shutil.rmtree(ROOT / out / sub, ignore_errors=True)
-    run([py, "-m", "daftseg.data.synthetic", "-o", str(out), "--size", str(args.size)])
+    run([py, "-m", "daftseg.data.synthetic", "-o", str(out), "--size", str(args.size),
+         "--max_slices", str(args.max_slices)])
     models_dir, weights_used = obtain_models(args, out)
     (ROOT / report).mkdir(parents=True, exist_ok=True)
     t_infer = time.perf_counter()
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     run([py, "evaluation/compute_metrics.py", "-s", str(out / "segs"), "-g", str(out / "gts"),
          "-csv_dir", str(report / "metrics.csv"), "-num_workers", "2", "--plot", str(report / "metrics.png")])
 
-    overlays = sorted((ROOT / report / "overlays").glob("*.png"))
+    overlays = sorted((report / "overlays" / p.name) for p in (ROOT / report / "overlays").glob("*.png"))
     with open(ROOT / report / "timing.csv") as f:
         n_cases = sum(1 for _ in csv.DictReader(f))
     print("\n" + "=" * 72)
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"metrics      : {report / 'metrics.csv'}, per modality {report / 'metrics_summary.md'}")
     print(f"bar chart    : {report / 'metrics.png'}")
     print(f"overlays     : {len(overlays)} PNG in {report / 'overlays'}"
-          + (f" (e.g. {overlays[0].relative_to(ROOT)})" if overlays else ""))
+          + (f" (e.g. {overlays[0]})" if overlays else ""))
     print(f"report       : {report}/   (demo took {time.perf_counter() - t0:.0f} s)")
     return 0
 

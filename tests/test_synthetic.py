@@ -161,3 +161,12 @@ def test_every_case_name_routes_by_its_own_prefix_rule():
     for prefix in PREFIXES:
         model, rule = table.match(synthetic.case_name(prefix, 1))
         assert model is not None and table.rules[rule - 1].kind == "startswith", prefix
+
+
+def test_max_slices_caps_depth_and_keeps_extent():
+    case = make_case("3DBox_CT", size=128, max_slices=12)
+    assert case.imgs.shape[0] == 12
+    assert case.gts.shape == case.imgs.shape
+    # CT: 100 slices of 2.5 mm at the realistic size; the z extent stays 250 mm
+    assert case.spacing[0] * 12 == pytest.approx(250.0)
+    assert (case.boxes[:, 5] <= 12).all() and (case.boxes[:, 2] >= 0).all()

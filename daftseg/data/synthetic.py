@@ -131,38 +131,41 @@ def case_rng(seed: int, prefix: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(prefix.encode()), index])
 
 
-def scaled_geometry(style: ModalityStyle, size: int | None) -> tuple[tuple[int, ...], tuple | None, float]:
+def scaled_geometry(style: ModalityStyle, size: int | None,
+                    max_slices: int | None = None) -> tuple[tuple[int, ...], tuple | None, float]:
     """Shape, spacing and in-plane scale factor after capping the longest in-plane side at ``size``.
 
-    3D depth shrinks by the same factor (at least 8 slices) and the spacing grows so that the
-    physical extent stays the same.
+    3D depth shrinks by the same factor (at least 8 slices), and to at most ``max_slices``; the
+    spacing grows so that the physical extent stays the same.
     """
     shape, spacing = style.shape, style.spacing
     f = 1.0 if size is None else min(1.0, size / max(shape[-2:]))
-    if f == 1.0:
+    depth_capped = len(shape) == 3 and max_slices is not None and shape[0] > max_slices
+    if f == 1.0 and not depth_capped:
         return shape, spacing, 1.0
     h, w = max(8, round(shape[-2] * f)), max(8, round(shape[-1] * f))
     if len(shape) == 2:
         return (h, w), None, f
-    d = max(8, min(shape[0], round(shape[0] * f)))
+    d = max(8, min(shape[0], round(shape[0] * f), max_slices or shape[0]))
     assert spacing is not None
     new_spacing = (spacing[0] * shape[0] / d, spacing[1] * shape[1] / h, spacing[2] * shape[2] / w)
     return (d, h, w), new_spacing, f
 
 
 def make_case(prefix: str, seed: int = DEFAULT_SEED, index: int = 1, size: int | None = None,
-              box_jitter: int = 0) -> SyntheticCase:
+              box_jitter: int = 0, max_slices: int | None = None) -> SyntheticCase:
     """Render one case of modality ``prefix`` (a key of ``STYLES``).
 
     Args:
         size: cap on the longest in-plane side (None: the realistic size of ``STYLES``).
         box_jitter: move box edges by up to this many pixels (0: tight boxes).
+        max_slices: cap on the depth of 3D cases (None: as ``size`` scales it).
     """
     if prefix not in STYLES:
         raise ValueError(f"unknown prefix {prefix!r}; known: {', '.join(PREFIXES)}")
     style = STYLES[prefix]
     rng = case_rng(seed, prefix, index)
-    shape, spacing, f = scaled_geometry(style, size)
+    shape, spacing, f = scaled_geometry(style, size, max_slices)
     volume = len(shape) == 3
 
     canvas, shading = _canvas(style.canvas, shape, rng)
@@ -311,7 +314,7 @@ def write_training_npz(case: SyntheticCase, path: Path) -> Path:
 
 def generate(out_dir: Path, prefixes: tuple[str, ...] = PREFIXES, per_prefix: int = 1,
              seed: int = DEFAULT_SEED, size: int | None = None, box_jitter: int = 0,
-             training: bool = False) -> list[Path]:
+             training: bool = False, max_slices: int | None = None) -> list[Path]:
     """Write ``per_prefix`` cases of every prefix; returns the image (or training) file paths.
 
     Challenge format goes to ``<out_dir>/imgs`` and ``<out_dir>/gts``; training format
@@ -320,7 +323,7 @@ def generate(out_dir: Path, prefixes: tuple[str, ...] = PREFIXES, per_prefix: in
     written = []
     for prefix in prefixes:
         for index in range(1, per_prefix + 1):
-            case = make_case(prefix, seed, index, size, box_jitter)
+            case = make_case(prefix, seed, index, size, box_jitter, max_slices)
             if training:
                 written.append(write_training_npz(case, Path(out_dir) / training_name(prefix, index)))
             else:
@@ -339,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--size", type=int, default=None,
                         help="cap on the longest in-plane side in pixels (default: realistic sizes)")
+    parser.add_argument("--max_slices", type=int, default=None,
+                        help="cap on the depth of 3D cases (default: realistic depths, scaled with --size)")
     parser.add_argument("--jitter", type=int, default=0, help="box edge jitter in pixels (default 0: tight)")
     parser.add_argument("--training", action="store_true",
                         help="write training-format npz (imgs, gts) into OUT_DIR instead")
@@ -352,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         build_parser().error(f"unknown prefixes {unknown}; known: {', '.join(PREFIXES)}")
     start = time.perf_counter()
-    paths = generate(args.out_dir, prefixes, args.per_prefix, args.seed, args.size, args.jitter, args.training)
+    paths = generate(args.out_dir, prefixes, args.per_prefix, args.seed, args.size, args.jitter, args.training,
+                     args.max_slices)
     where = args.out_dir if args.training else f"{args.out_dir / 'imgs'} and {args.out_dir / 'gts'}"
     print(f"wrote {len(paths)} {'training' if args.training else 'challenge'} cases to {where} "
           f"in {time.perf_counter() - start:.1f} s")
