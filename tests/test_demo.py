@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 
-from daftseg.demo import main as demo_main
 from ov_toy_models import write_toy_models
+
+from daftseg.demo import main as demo_main
 
 
 def test_demo_with_existing_models(tmp_path, capsys):
