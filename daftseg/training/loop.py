@@ -97,7 +97,10 @@ class Trainer:
 
     def _loader(self, dataset: Dataset, sampler: Any) -> DataLoader:
         workers = self.cfg.num_workers
+        # forkserver, not fork: a forked worker inherits the parent's thread pools (OpenMP, oneTBB)
+        # mid-state and can deadlock when the parent already ran other threaded libraries
         return DataLoader(dataset, batch_size=self.cfg.batch_size, sampler=sampler, num_workers=workers,
+                          multiprocessing_context="forkserver" if workers > 0 else None,
                           pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
                           prefetch_factor=4 if workers > 0 else None, drop_last=False,
                           worker_init_fn=_single_threaded_worker if workers > 0 else None)
