@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the clipping DAFT's code meant but never applied")
     g.add_argument("--decode_batch", type=int, default=1, metavar="N",
                    help="decode up to N boxes per decoder call (2D: all boxes; 3D: boxes on the same slice). "
-                        "Faster; not bit-exact: OpenVINO may choose other kernels per batch size (default 1)")
+                        "Fewer calls (no speed-up measured on a 2-core AVX2 CPU); not bit-exact: OpenVINO may choose "
+                        "other kernels per batch size (default 1)")
     p.add_argument("--max_cached_slices", type=int, default=DEFAULT_MAX_CACHED_SLICES, metavar="N",
                    help="3D slice embeddings kept for reuse (4 MiB each; default %(default)s): bounds memory, "
                         "never changes outputs; fewer may re-encode slices")
