@@ -8,8 +8,7 @@ import os
 import cv2
 import numpy as np
 import pytest
-
-sitk = pytest.importorskip("SimpleITK")
+import SimpleITK as sitk
 
 from daftseg.data import converters
 from daftseg.data.intensity import percentile_clip, window_ct

@@ -108,11 +108,6 @@ def build_context(root: Path = ROOT) -> set[str]:
     return files
 
 
-def _entry_point_written() -> bool:
-    """PerfectMetaOpenVINO.py lands with the inference package; until then its COPY cannot work."""
-    return (ROOT / "PerfectMetaOpenVINO.py").exists()
-
-
 def test_base_image_user_and_pip_settings():
     instructions = dockerfile_instructions()
     assert instructions[0] == ("FROM", "python:3.11-slim")
@@ -145,8 +140,6 @@ def test_only_inference_requirements_are_installed():
 
 
 def test_copy_sources_exist():
-    if not _entry_point_written():
-        pytest.skip("PerfectMetaOpenVINO.py (the inference entry point) is not written yet")
     missing = [s for s in copy_sources() if s not in BUILD_ARTEFACTS and not (ROOT / s).exists()]
     assert not missing, f"Dockerfile copies files that are not in the repository: {missing}"
     assert set(copy_sources()) >= {"inference_requirements.txt", "PerfectMetaOpenVINO.py", "predict.sh",
