@@ -15,7 +15,7 @@ import torch
 from daftseg.data.file_lists import load_file_list
 from daftseg.data.npz_dataset import NpzDataset
 from daftseg.training.config import TrainConfig
-from daftseg.training.distributed import init_distributed, print_main, shutdown
+from daftseg.training.distributed import barrier, init_distributed, print_main, shutdown
 from daftseg.training.loop import Trainer, TrainResult
 from daftseg.training.tasks import TrainTask
 
@@ -66,6 +66,10 @@ def run_stage(config: TrainConfig, make_task: TaskFactory) -> TrainResult:
         trainable = sum(p.numel() for p in task.model.parameters() if p.requires_grad)
         log(f"{config.stage} on {env.world_size} process(es), device {env.device}: "
             f"{trainable:,} trainable parameters")
-        return Trainer(config, env, task, train_set, val_set).fit()
+        result = Trainer(config, env, task, train_set, val_set).fit()
+        # rank 0 still writes checkpoints and plots; tearing gloo down on one rank while another
+        # is busy could abort the process ("terminate called without an active exception")
+        barrier(env)
+        return result
     finally:
         shutdown(env)
