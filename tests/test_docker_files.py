@@ -143,7 +143,7 @@ def test_copy_sources_exist():
     missing = [s for s in copy_sources() if s not in BUILD_ARTEFACTS and not (ROOT / s).exists()]
     assert not missing, f"Dockerfile copies files that are not in the repository: {missing}"
     assert set(copy_sources()) >= {"inference_requirements.txt", "PerfectMetaOpenVINO.py", "predict.sh",
-                                   "daftseg/__init__.py", "daftseg/geometry.py", "daftseg/inference/",
+                                   "daftseg/__init__.py", "daftseg/atomic.py", "daftseg/geometry.py", "daftseg/inference/",
                                    "configs/modalities.toml", "openvinomodels/"}
 
 

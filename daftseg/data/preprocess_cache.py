@@ -22,7 +22,6 @@ import argparse
 import hashlib
 import json
 import os
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from daftseg.atomic import atomic_open, atomic_write_text
 from daftseg.geometry import resize_longest_side, to_rgb
 
 CACHE_VERSION = 1
@@ -132,7 +132,7 @@ class SliceCache:
         meta = {"version": CACHE_VERSION, "source": os.path.realpath(source),
                 "size": os.stat(source).st_size, "is_3d": volume, "slices": len(pairs),
                 "original_shape": list(imgs.shape), "resized_hw": list(labels.shape[1:3])}
-        _atomic_write_text(json.dumps(meta), base.with_suffix(".json"))
+        atomic_write_text(base.with_suffix(".json"), json.dumps(meta))
         return CacheEntry(str(base) + ".img.npy", str(base) + ".gts.npy", volume, len(pairs))
 
 
@@ -168,21 +168,8 @@ def _progress(total: int, enabled: bool):
 
 
 def _atomic_npy(array: np.ndarray, path: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_text(text: str, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    with atomic_open(path, "wb") as f:
+        np.save(f, array)
 
 
 def build_parser() -> argparse.ArgumentParser:

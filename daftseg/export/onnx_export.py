@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from daftseg.export.files import atomic_path, save_npy
+from daftseg.atomic import atomic_path
+from daftseg.export.files import save_npy
 from daftseg.export.graphs import dense_pe, graph_modules
 from daftseg.export.runners import CheckError, OnnxGraph, Tolerance, compare, random_inputs
 from daftseg.export.specs import (

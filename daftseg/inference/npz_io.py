@@ -21,14 +21,14 @@ output folder and renamed, so a failure never leaves a partial file.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from daftseg.atomic import atomic_open
 
 log = logging.getLogger("daftseg.inference")
 
@@ -156,21 +156,10 @@ def segs_dtype(n_boxes: int) -> type[np.unsignedinteger]:
 
 def write_segs(path: str | Path, segs: np.ndarray) -> None:
     """Write ``{'segs': segs}`` as an npz at ``path`` atomically (temporary file + rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f, \
-                zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL) as zf, \
-                zf.open("segs.npy", "w", force_zip64=True) as member:
-            np.lib.format.write_array(member, np.ascontiguousarray(segs), allow_pickle=False)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_open(path, "wb") as f, \
+            zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL) as zf, \
+            zf.open("segs.npy", "w", force_zip64=True) as member:
+        np.lib.format.write_array(member, np.ascontiguousarray(segs), allow_pickle=False)
 
 
 def _one_line(e: BaseException) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daftseg.metrics._files import atomic_write_text
+from daftseg.atomic import atomic_write_text
 from daftseg.metrics.case import LabelMode, score_case
 from daftseg.metrics.summary import plot_summary, summarize, summary_csv, summary_markdown, summary_text
 from daftseg.metrics.surface import DEFAULT_TOLERANCE_MM

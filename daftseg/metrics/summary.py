@@ -130,7 +130,7 @@ def plot_summary(rows: Sequence[SummaryRow], path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from daftseg.metrics._files import atomic_write
+    from daftseg.atomic import atomic_open
 
     names = [r.target for r in rows]
     x = list(range(len(rows)))
@@ -144,6 +144,6 @@ def plot_summary(rows: Sequence[SummaryRow], path: str | Path) -> None:
     ax.set_title("DSC and NSD per target")
     fig.tight_layout()
     fmt = Path(path).suffix.lstrip(".") or "png"
-    with atomic_write(path, "wb") as fh:
+    with atomic_open(path, "wb") as fh:
         fig.savefig(fh, format=fmt)
     plt.close(fig)

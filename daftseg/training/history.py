@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from daftseg.atomic import atomic_open
+
 LOG_NAME = "train_log.csv"
 PLOT_NAME = "train_loss.png"
 FIELDS = ("epoch", "global_step", "train_loss", "val_loss", "best_loss", "lr", "epoch_seconds",
@@ -29,12 +31,10 @@ def append_log(work_dir: str | os.PathLike, row: dict[str, Any]) -> list[dict[st
     rows = [r for r in read_log(work_dir) if int(r["epoch"]) < int(row["epoch"])]
     rows.append({k: "" if row.get(k) is None else str(row[k]) for k in FIELDS})
     path = Path(work_dir) / LOG_NAME
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_open(path, "w") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
     return rows
 
 

@@ -21,7 +21,6 @@ import math
 import os
 import random
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from daftseg.atomic import atomic_path
 from daftseg.checkpoints import atomic_save, clean_state_dict, load_weights, read_checkpoint
 
 LATEST = "medsam_lite_latest.pth"
@@ -104,17 +104,12 @@ def save_checkpoint(checkpoint: dict[str, Any], work_dir: str | os.PathLike, is_
 
 def _atomic_link_or_copy(src: Path, dst: Path) -> None:
     # A hard link costs no I/O; the next atomic_save replaces LATEST by a new inode, so BEST keeps this one.
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    os.unlink(tmp)
-    try:
+    with atomic_path(dst) as tmp:
+        tmp.unlink()
         try:
             os.link(src, tmp)
         except OSError:
             shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def resume(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer,
