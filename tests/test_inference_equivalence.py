@@ -24,6 +24,7 @@ from daftseg.inference import InferenceOptions, Segmenter
 from daftseg.inference.boxes import plan_3d
 from daftseg.inference.case3d import schedule
 from daftseg.inference.sessions import ModelSessions
+from daftseg.inference.slice_cache import SliceEmbeddings, SpillFile
 
 # -- the plain reference (spec §7.4, §7.5) ---------------------------------------------------------
 
@@ -136,6 +137,9 @@ def seg(toy_models_dir) -> Segmenter:  # noqa: F811
 
 
 def segment(seg: Segmenter, model: str, imgs, boxes, is_3d: bool, **options) -> np.ndarray:
+    if options.get("decode_batch", 1) > 1:  # batched decoding needs graphs compiled as stored (dynamic)
+        seg = Segmenter(seg.sessions.models_dir, options=InferenceOptions(**options))
+        return seg.segment(imgs, boxes, model=model, is_3d=is_3d)
     seg.options = InferenceOptions(**options)
     try:
         return seg.segment(imgs, boxes, model=model, is_3d=is_3d)
@@ -203,36 +207,76 @@ def test_3d_equals_reference(seg: Segmenter, hw) -> None:
     assert (ours[0] > 0).any() and (ours[-1] > 0).any()
 
 
-@pytest.mark.parametrize("capacity", [0, 1, 16])
-def test_3d_cache_bound_never_changes_outputs(seg: Segmenter, capacity: int) -> None:
+@pytest.mark.parametrize(("capacity", "spilled"), [(0, 0), (1, 0), (16, 0), (0, 2), (1, 512)])
+def test_3d_cache_bounds_never_change_outputs(seg: Segmenter, capacity: int, spilled: int, tmp_path) -> None:
     vol = textured((20, 48, 48), seed=7)
     # middles far apart: the down sweep needs many slices the up sweep encoded
     boxes = np.array([[5, 5, 0, 40, 40, 20], [8, 4, 2, 30, 44, 6], [3, 9, 12, 36, 30, 19]])
-    ours = segment(seg, "CT", vol, boxes, is_3d=True, max_cached_slices=capacity)
+    ours = segment(seg, "CT", vol, boxes, is_3d=True, max_cached_slices=capacity, max_spilled_slices=spilled,
+                   spill_dir=str(tmp_path))
     np.testing.assert_array_equal(ours, ref_3d(seg.sessions.model("CT"), vol, boxes))
+    assert list(tmp_path.iterdir()) == []  # the spill file is never visible, not even after the case
 
 
-def test_3d_memory_is_bounded() -> None:
-    # 120 slices, 4 overlapping boxes: at most capacity + 1 embeddings live at once
+def _visit_all(emb: SliceEmbeddings, visits: list[int]) -> int:
+    """Run the visits; return the most embeddings in memory and on disk together at any point."""
+    most = 0
+    with emb:
+        for z in visits:
+            assert (emb.get(z) == z).all()  # what comes back (from memory, disk or encoder) is that slice's
+            most = max(most, len(emb._memory) + (len(emb._spill) if emb._spill else 0))
+            emb.release(z)
+        assert not emb._memory and (emb._spill is None or len(emb._spill) == 0)  # all released
+    return most
+
+
+def test_3d_memory_is_bounded(tmp_path) -> None:
+    # 120 slices, 4 overlapping boxes: at most capacity + 1 embeddings in memory at once
     plans = plan_3d(np.array([[0, 0, 0, 9, 9, 120], [0, 0, 10, 9, 9, 100], [0, 0, 50, 9, 9, 119],
                               [0, 0, 30, 9, 9, 60]]), (120, 10, 10))
-    from daftseg.inference.case3d import SliceEmbeddings
+    visits = [z for z, _, _ in schedule(plans)]
+    distinct = len(set(visits))
 
-    steps = schedule(plans)
+    def encode(z: int) -> np.ndarray:
+        return np.full((2, 3), z, np.float32)
+
     for capacity in (0, 4, 16):
-        emb = SliceEmbeddings(lambda z: np.zeros(1), steps, capacity)
-        for z, _, _ in steps:
-            emb.get(z)
-            emb.release(z)
-        assert emb.max_cached <= capacity + 1
-        assert not emb._cache  # everything released at the end
-        distinct = len({z for z, _, _ in steps})
-        assert emb.encoder_calls >= distinct
-    big = SliceEmbeddings(lambda z: np.zeros(1), steps, 120)
-    for z, _, _ in steps:
-        big.get(z)
-        big.release(z)
+        emb = SliceEmbeddings(encode, visits, capacity)
+        _visit_all(emb, visits)
+        assert emb.max_in_memory <= capacity + 1 and emb.max_spilled == 0
+        assert emb.encoder_calls > distinct  # too little room: slices encoded again
+    big = SliceEmbeddings(encode, visits, 120)
+    _visit_all(big, visits)
     assert big.encoder_calls == distinct  # enough room: every slice encoded once
+    # a small memory tier and a large spill file: every slice encoded once, few held in memory
+    spilling = SliceEmbeddings(encode, visits, 2, 512, str(tmp_path))
+    _visit_all(spilling, visits)
+    assert spilling.encoder_calls == distinct and spilling.max_in_memory <= 3 and spilling.max_spilled > 20
+    # both tiers bounded: the total held never exceeds them, and re-encoding fills the gap
+    both = SliceEmbeddings(encode, visits, 2, 8, str(tmp_path))
+    assert _visit_all(both, visits) <= 2 + 1 + 8
+    assert both.max_spilled == 8 and distinct < both.encoder_calls < spilling.encoder_calls + 100
+
+
+def test_spill_file_round_trip_and_failures(tmp_path, caplog) -> None:
+    rng = np.random.default_rng(0)
+    arrays = {k: rng.standard_normal((1, 4, 3, 3)).astype(np.float32) for k in range(5)}
+    spill = SpillFile(str(tmp_path), (1, 4, 3, 3))
+    for k, a in arrays.items():
+        spill.put(k, a)
+    spill.discard(1)
+    spill.put(7, arrays[1])  # reuses the freed slot
+    for k in (0, 2, 3, 4):
+        np.testing.assert_array_equal(spill.take(k), arrays[k])  # bit for bit
+    np.testing.assert_array_equal(spill.take(7), arrays[1])
+    assert len(spill) == 0
+    spill.close()
+    # an unusable spill folder: a warning, then slices are encoded again; the results do not change
+    visits = [0, 1, 2, 1, 0]
+    emb = SliceEmbeddings(lambda z: np.full(3, z, np.float32), visits, 0, 8, str(tmp_path / "missing"))
+    with caplog.at_level("WARNING", logger="daftseg.inference"):
+        _visit_all(emb, visits)
+    assert "spill file" in caplog.text and emb.encoder_calls == 5
 
 
 def test_3d_zmax_inclusive(seg: Segmenter) -> None:
@@ -269,7 +313,9 @@ def test_3d_clip_to_box(seg: Segmenter) -> None:
 
 def test_static_batch1_decoder_equals_dynamic(seg: Segmenter) -> None:
     static = seg.sessions.model("static1")
-    assert static.decoder_max_batch == 1 and seg.sessions.model("CT").decoder_max_batch is None
+    dynamic = Segmenter(seg.sessions.models_dir, options=InferenceOptions(decode_batch=8))
+    assert static.decoder_max_batch == 1 and dynamic.sessions.model("CT").decoder_max_batch is None
+    assert seg.sessions.model("CT").decoder_max_batch == 1  # the default: compiled at batch 1
     img = textured((70, 90, 3), seed=10)
     boxes = random_boxes_2d(9, 70, 90, seed=11)
     vol = textured((9, 30, 50), seed=12)
@@ -302,3 +348,43 @@ def test_compiled_model_cache_gives_same_outputs(toy_models_dir, tmp_path) -> No
         outs.append(s.segment(img, boxes, model="XRay"))
     assert any((tmp_path / "cache").iterdir())
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_graphs_compiled_at_batch_1_via_static_copies_in_the_cache(toy_models_dir, tmp_path) -> None:  # noqa: F811
+    import os
+
+    from daftseg.inference.sessions import STATIC_IR_FOLDER, SessionConfig, Sessions
+
+    cache = tmp_path / "cache"
+    img = textured((60, 70, 3), seed=18)
+    boxes = random_boxes_2d(5, 60, 70, seed=19)
+    as_stored = Segmenter(toy_models_dir, options=InferenceOptions(decode_batch=2))
+    expected = as_stored.segment(img, boxes, model="XRay")
+    assert as_stored.sessions.model("XRay").encoder.compiled.input("image").get_partial_shape()[0].is_dynamic
+
+    first = Segmenter(toy_models_dir, cache_dir=str(cache))
+    np.testing.assert_array_equal(first.segment(img, boxes, model="XRay"), expected)
+    m = first.sessions.model("XRay")
+    assert m.encoder.compiled.input("image").get_partial_shape().is_static and m.decoder_max_batch == 1
+    copies = sorted(p.name for p in (cache / STATIC_IR_FOLDER).iterdir())
+    assert [n.split(".")[0] for n in copies if n.endswith(".xml")] == [
+        "XRay_image_encoder", "XRay_mask_decoder", "lite_medsam_prompt_encoder"]
+    assert not [n for n in copies if n.startswith(".tmp")]  # no half-written copy left
+    stamps = {p.name: p.stat().st_mtime_ns for p in (cache / STATIC_IR_FOLDER).iterdir()}
+    # a second process reuses the copies; a decoder stored at batch 1 needs none (a marker says so)
+    second = Segmenter(toy_models_dir, cache_dir=str(cache))
+    np.testing.assert_array_equal(second.segment(img, boxes, model="XRay"), expected)
+    second.segment(img, boxes, model="static1")
+    after = {p.name: p.stat().st_mtime_ns for p in (cache / STATIC_IR_FOLDER).iterdir()}
+    assert {k: after[k] for k in stamps} == stamps
+    assert [n for n in after if n.startswith("static1_mask_decoder") and n.endswith(".same")]
+    # a model replaced under the same name gets a new copy, never the stale one
+    enc = toy_models_dir / "XRay_image_encoder.xml"
+    st = enc.stat()
+    try:
+        os.utime(enc, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        Sessions(toy_models_dir, SessionConfig(str(cache))).model("XRay")
+        assert len([n for n in os.listdir(cache / STATIC_IR_FOLDER) if n.startswith("XRay_image_encoder")
+                    and n.endswith(".xml")]) == 2
+    finally:
+        os.utime(enc, ns=(st.st_atime_ns, st.st_mtime_ns))

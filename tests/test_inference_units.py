@@ -81,6 +81,11 @@ def test_segs_dtype_and_atomic_write(tmp_path: Path) -> None:
         with np.load(tmp_path / "a.npz") as z:
             assert z.files == ["segs"] and z["segs"].dtype == dtype
             np.testing.assert_array_equal(z["segs"], segs)
+    labels = np.arange(5 * 300 * 400, dtype=np.uint32).reshape(5, 300, 400) % 256  # several write chunks
+    write_segs(tmp_path / "a.npz", labels.astype(np.uint8))  # built as uint8, written as uint16 (DAFT)
+    with np.load(tmp_path / "a.npz") as z:
+        assert z["segs"].dtype == np.uint16 and z["segs"].shape == labels.shape
+        np.testing.assert_array_equal(z["segs"], labels)
     with pytest.raises(ValueError):  # a failing write leaves neither the file nor a temporary
         write_segs(tmp_path / "b.npz", np.array([object()]))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz"]

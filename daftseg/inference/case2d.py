@@ -6,7 +6,7 @@ import numpy as np
 
 from daftseg.geometry import postprocess_logits, preprocess_image, scale_box_to_256
 from daftseg.inference.boxes import check_xy, clip_region
-from daftseg.inference.npz_io import segs_dtype
+from daftseg.inference.npz_io import label_dtype
 from daftseg.inference.options import InferenceOptions
 from daftseg.inference.sessions import ModelSessions
 
@@ -20,11 +20,11 @@ def segment_2d(model: ModelSessions, image: np.ndarray, boxes: np.ndarray,
         image: (H,W,3) uint8.
         boxes: (N,4) [x_min, y_min, x_max, y_max] in original pixels; N may be 0.
     Returns:
-        (H,W) uint16 (uint32 if N > 65535).
+        (H,W) labels in ``label_dtype(N)`` (uint8 up to 255 boxes; written as uint16).
     """
     options = options or InferenceOptions()
     h, w = image.shape[:2]
-    segs = np.zeros((h, w), segs_dtype(len(boxes)))
+    segs = np.zeros((h, w), label_dtype(len(boxes)))
     if len(boxes) == 0:
         return segs
     check_xy(boxes, h, w)

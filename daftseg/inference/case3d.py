@@ -10,15 +10,13 @@ are made, with the same prompts, in a different order:
 
 A box's steps stay in DAFT's order (each needs only its own previous slice), so every mask is
 bit-identical; boxes on the same slice meet, so a slice is encoded once and dropped as soon as no
-step needs it. Slices needed by both sweeps are kept up to ``max_cached_slices`` (evicting the one
-needed last, which is optimal for a known order) and re-encoded beyond that. DAFT's "later boxes
-overwrite earlier ones" is order-free: a voxel gets the largest label whose mask covers it.
+step needs it. Slices needed by both sweeps are kept (``slice_cache``: a few in memory, the rest
+in a temporary file), so memory does not grow with depth. DAFT's "later boxes overwrite earlier
+ones" is order-free: a voxel gets the largest label whose mask covers it.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,20 +30,22 @@ from daftseg.geometry import (
     resized_shape,
 )
 from daftseg.inference.boxes import BoxPlan, clip_region, plan_3d
-from daftseg.inference.npz_io import CaseError
+from daftseg.inference.npz_io import CaseError, label_dtype
 from daftseg.inference.options import InferenceOptions
 from daftseg.inference.sessions import ModelSessions
+from daftseg.inference.slice_cache import SliceEmbeddings
 
 Step = tuple[int, bool, list[int]]  # (slice z, upward?, indices of the boxes that step there)
 
 
 @dataclass
 class Result3D:
-    segs: np.ndarray  # (D,H,W) uint16
+    segs: np.ndarray  # (D,H,W) labels, uint8 up to 255 boxes, else uint16 (written as uint16)
     plans: list[BoxPlan]
     slices: int  # distinct slices segmented
-    encoder_calls: int  # > slices when the cache bound forced re-encoding
-    max_cached: int  # most embeddings held at once
+    encoder_calls: int  # > slices when the cache bounds forced re-encoding
+    max_in_memory: int  # most embeddings held in memory at once
+    max_spilled: int  # most embeddings held in the spill file at once
 
 
 def schedule(plans: list[BoxPlan]) -> list[Step]:
@@ -56,37 +56,6 @@ def schedule(plans: list[BoxPlan]) -> list[Step]:
     for z in sorted({z for p in plans for z in p.down}, reverse=True):
         steps.append((z, False, [k for k, p in enumerate(plans) if p.lo <= z < p.mid]))
     return steps
-
-
-class SliceEmbeddings:
-    """Embeddings of the slices a known sequence of steps needs, each kept only while useful."""
-
-    def __init__(self, encode: Callable[[int], np.ndarray], steps: list[Step], capacity: int) -> None:
-        self._encode = encode
-        self._capacity = max(0, capacity)
-        self._uses: dict[int, deque[int]] = {}
-        for n, (z, _, _) in enumerate(steps):
-            self._uses.setdefault(z, deque()).append(n)
-        self._cache: dict[int, np.ndarray] = {}
-        self.encoder_calls = 0
-        self.max_cached = 0
-
-    def get(self, z: int) -> np.ndarray:
-        if z not in self._cache:
-            self._cache[z] = self._encode(z)
-            self.encoder_calls += 1
-            self.max_cached = max(self.max_cached, len(self._cache))
-        return self._cache[z]
-
-    def release(self, z: int) -> None:
-        """Step on slice ``z`` done: forget it if no later step needs it; keep the cache bounded."""
-        uses = self._uses[z]
-        uses.popleft()
-        if not uses:
-            self._cache.pop(z, None)
-        while len(self._cache) > self._capacity:
-            furthest = max(self._cache, key=lambda s: self._uses[s][0])
-            del self._cache[furthest]
 
 
 def next_prompt(mask: np.ndarray, plan: BoxPlan, fullres: bool) -> np.ndarray:
@@ -113,50 +82,52 @@ def segment_3d(model: ModelSessions, volume: np.ndarray, boxes: np.ndarray,
     d, h, w = volume.shape
     if len(boxes) > np.iinfo(np.uint16).max:
         raise CaseError(f"{len(boxes)} boxes: 3D cases support at most 65535 (uint16 labels, as DAFT)")
-    segs = np.zeros((d, h, w), np.uint16)
+    segs = np.zeros((d, h, w), label_dtype(len(boxes)))
     plans = plan_3d(boxes, (d, h, w), options.zmax_inclusive) if len(boxes) else []
     steps = schedule(plans)
     new_hw = resized_shape(h, w)
-    embeddings = SliceEmbeddings(lambda z: model.encode(preprocess_image(volume[z])[0]), steps,
-                                 options.max_cached_slices)
+    embeddings = SliceEmbeddings(lambda z: model.encode(preprocess_image(volume[z])[0]), [step[0] for step in steps],
+                                 options.max_cached_slices, options.max_spilled_slices, options.spill_dir)
     regions = [clip_region(p.xy, h, w) for p in plans] if options.clip_to_box else None
     prev: dict[int, np.ndarray] = {}  # box -> prompt for its next step
     down_start: dict[int, np.ndarray] = {}  # box -> prompt for slice mid-1 (from the middle mask)
     batch = max(1, options.decode_batch)
 
-    for z, upward, members in steps:
-        embedding = embeddings.get(z)
-        prompts = []
-        for k in members:
-            p = plans[k]
-            if upward:
-                prompts.append(p.default256 if z == p.mid else prev[k])
-            else:
-                prompts.append(down_start.pop(k) if z == p.mid - 1 else prev[k])
-        seg_z = segs[z]
-        for start in range(0, len(members), batch):
-            chunk = members[start:start + batch]
-            logits = model.decode(embedding, np.stack(prompts[start:start + batch]), batch=batch)
-            for k, low_res in zip(chunk, logits):
+    with embeddings:  # removes the spill file, also on errors
+        for z, upward, members in steps:
+            embedding = embeddings.get(z)
+            prompts = []
+            for k in members:
                 p = plans[k]
-                mask = postprocess_logits(low_res, new_hw, (h, w))
-                if regions is not None:
-                    rows, cols = regions[k]
-                    clipped = np.zeros_like(mask)
-                    clipped[rows, cols] = mask[rows, cols]
-                    mask = clipped
-                goes_on = z < p.hi - 1 if upward else z > p.lo
-                starts_down = upward and z == p.mid and p.lo < p.mid
-                if goes_on or starts_down:
-                    nxt = next_prompt(mask, p, options.box_from_fullres)
-                    if starts_down:
-                        down_start[k] = nxt
-                    if goes_on:
-                        prev[k] = nxt
-                if not goes_on:
-                    prev.pop(k, None)
-                np.copyto(seg_z, np.uint16(p.idx), where=mask & (seg_z < p.idx))
-        embeddings.release(z)
+                if upward:
+                    prompts.append(p.default256 if z == p.mid else prev[k])
+                else:
+                    prompts.append(down_start.pop(k) if z == p.mid - 1 else prev[k])
+            seg_z = segs[z]
+            for start in range(0, len(members), batch):
+                chunk = members[start:start + batch]
+                logits = model.decode(embedding, np.stack(prompts[start:start + batch]), batch=batch)
+                for k, low_res in zip(chunk, logits):
+                    p = plans[k]
+                    mask = postprocess_logits(low_res, new_hw, (h, w))
+                    if regions is not None:
+                        rows, cols = regions[k]
+                        clipped = np.zeros_like(mask)
+                        clipped[rows, cols] = mask[rows, cols]
+                        mask = clipped
+                    goes_on = z < p.hi - 1 if upward else z > p.lo
+                    starts_down = upward and z == p.mid and p.lo < p.mid
+                    if goes_on or starts_down:
+                        nxt = next_prompt(mask, p, options.box_from_fullres)
+                        if starts_down:
+                            down_start[k] = nxt
+                        if goes_on:
+                            prev[k] = nxt
+                    if not goes_on:
+                        prev.pop(k, None)
+                    np.copyto(seg_z, seg_z.dtype.type(p.idx), where=mask & (seg_z < p.idx))
+            embeddings.release(z)
 
     distinct = len({z for z, _, _ in steps})
-    return Result3D(segs, plans, distinct, embeddings.encoder_calls, embeddings.max_cached)
+    return Result3D(segs, plans, distinct, embeddings.encoder_calls, embeddings.max_in_memory,
+                    embeddings.max_spilled)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Slice embeddings (4 MiB each) kept for later use in 3D: at most 256 MiB, whatever the volume depth.
-# A slice needed by both sweeps (between the boxes' middle slices) is re-encoded when it was
-# evicted; 64 covers typical CT box sets (e.g. 37 such slices for 4 organs in 120 slices).
-DEFAULT_MAX_CACHED_SLICES = 64
+# 3D slice embeddings (4 MiB each) kept for a later step: a few in memory, the rest in a temporary
+# file (read back in milliseconds; encoding a slice takes about 0.3 s). 512 spilled slices (2 GiB
+# of disk at most) cover any box set of a 512-slice volume; a typical CT needs far fewer (37 for 4
+# organs in 120 slices). Beyond both bounds a slice is encoded again; outputs never change.
+DEFAULT_MAX_CACHED_SLICES = 4
+DEFAULT_MAX_SPILLED_SLICES = 512
 
 
 @dataclass(frozen=True)
@@ -23,8 +25,10 @@ class InferenceOptions:
     decode_batch: boxes per prompt-encoder/decoder call (2D: boxes of the image; 3D: boxes on the
         same slice). 1 is exact; larger values are faster but OpenVINO may choose other kernels for
         other batch sizes, which can flip pixels whose logit is within ~1e-6 of 0.
-    max_cached_slices: 3D slice embeddings kept between uses (a slice evicted early is encoded
-        again; results are identical).
+    max_cached_slices: 3D slice embeddings kept in memory between uses.
+    max_spilled_slices: more of them kept in a temporary file (0: none; beyond both bounds a slice
+        is encoded again; results are identical either way).
+    spill_dir: folder of that file (None: the system's temporary folder).
     """
 
     zmax_inclusive: bool = False
@@ -32,6 +36,8 @@ class InferenceOptions:
     clip_to_box: bool = False
     decode_batch: int = 1
     max_cached_slices: int = DEFAULT_MAX_CACHED_SLICES
+    max_spilled_slices: int = DEFAULT_MAX_SPILLED_SLICES
+    spill_dir: str | None = None
 
     @property
     def faithful(self) -> bool:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from daftseg.inference.options import DEFAULT_MAX_CACHED_SLICES, InferenceOptions
+from daftseg.inference.options import DEFAULT_MAX_CACHED_SLICES, DEFAULT_MAX_SPILLED_SLICES, InferenceOptions
 
 if TYPE_CHECKING:  # imported lazily: `--help` stays fast
     from daftseg.inference.npz_io import Case
@@ -65,9 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decode up to N boxes per decoder call (2D: all boxes; 3D: boxes on the same slice). "
                         "Fewer calls (no speed-up measured on a 2-core AVX2 CPU); not bit-exact: OpenVINO may choose "
                         "other kernels per batch size (default 1)")
-    p.add_argument("--max_cached_slices", type=int, default=DEFAULT_MAX_CACHED_SLICES, metavar="N",
-                   help="3D slice embeddings kept for reuse (4 MiB each; default %(default)s): bounds memory, "
-                        "never changes outputs; fewer may re-encode slices")
+    m = p.add_argument_group("3D memory (never changes outputs)")
+    m.add_argument("--max_cached_slices", type=int, default=DEFAULT_MAX_CACHED_SLICES, metavar="N",
+                   help="slice embeddings (4 MiB each) kept in memory for a later step (default %(default)s)")
+    m.add_argument("--max_spilled_slices", type=int, default=DEFAULT_MAX_SPILLED_SLICES, metavar="N",
+                   help="more of them kept in an unlinked temporary file instead of being encoded again "
+                        "(default %(default)s: at most 2 GiB of disk; 0: never spill)")
+    m.add_argument("--spill_dir", default=None, metavar="DIR",
+                   help="folder of that temporary file (default: the system's temporary folder, $TMPDIR)")
     d = p.add_argument_group("DAFT's flags that do nothing")
     d.add_argument("-lite_medsam_checkpoint_path", default=None, help=UNUSED)
     d.add_argument("-device", default=None, help=UNUSED + " (always the OpenVINO CPU device)")
@@ -108,8 +113,8 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
         shard = parse_shard(args.shard)
     except argparse.ArgumentTypeError as e:
         parser.error(str(e))
-    if args.decode_batch < 1 or args.max_cached_slices < 0 or args.threads < 0:
-        parser.error("--decode_batch must be >= 1, --max_cached_slices and --threads >= 0")
+    if args.decode_batch < 1 or min(args.max_cached_slices, args.max_spilled_slices, args.threads) < 0:
+        parser.error("--decode_batch must be >= 1; --max_cached_slices, --max_spilled_slices and --threads >= 0")
 
     input_dir, output_dir = Path(args.input_dir), Path(args.output_dir)
     if not input_dir.is_dir():
@@ -146,7 +151,7 @@ def _run(args: argparse.Namespace, files: list[Path], output_dir: Path, progress
     cache_dir = args.cache_dir if args.cache_dir is not None else (
         DOCKER_CACHE_DIR if args.indocker else LOCAL_CACHE_DIR)
     options = InferenceOptions(args.zmax_inclusive, args.box_from_fullres, args.clip_to_box,
-                               args.decode_batch, args.max_cached_slices)
+                               args.decode_batch, args.max_cached_slices, args.max_spilled_slices, args.spill_dir)
     try:
         segmenter = Segmenter(args.models_dir, cache_dir or None, args.threads, args.precision, options,
                               args.routing)

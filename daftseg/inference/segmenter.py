@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daftseg.inference.npz_io import Case, make_case, read_case
+from daftseg.inference.npz_io import Case, make_case, output_dtype, read_case
 from daftseg.inference.options import InferenceOptions
 from daftseg.inference.routing import Route, RoutingTable
 from daftseg.inference.sessions import SessionConfig, Sessions
@@ -24,7 +24,7 @@ class CaseResult:
     """What one case produced: ``segs`` and what it took."""
 
     name: str
-    segs: np.ndarray
+    segs: np.ndarray  # labels; uint8 up to 255 boxes (``write_segs`` writes uint16, as DAFT)
     model: str
     route: Route
     boxes: int
@@ -49,8 +49,10 @@ class Segmenter:
     def __init__(self, models_dir: str | Path = "openvinomodels", cache_dir: str | None = None,
                  threads: int = 0, precision: str = "auto", options: InferenceOptions | None = None,
                  routing: RoutingTable | str | Path | None = None) -> None:
-        self.sessions = Sessions(models_dir, SessionConfig(cache_dir, threads, precision))
         self.options = options or InferenceOptions()
+        # one box per decoder call (the default) lets every graph be compiled at batch 1
+        fixed = 1 if self.options.decode_batch <= 1 else None
+        self.sessions = Sessions(models_dir, SessionConfig(cache_dir, threads, precision, fixed))
         self.routing = routing if isinstance(routing, RoutingTable) else RoutingTable.load(routing)
 
     def route(self, name: str, warn: bool = True) -> Route:
@@ -59,7 +61,7 @@ class Segmenter:
 
     def segment(self, imgs: np.ndarray, boxes: np.ndarray, name: str = "", model: str | None = None,
                 is_3d: bool | None = None) -> np.ndarray:
-        """``segs`` for arrays as in a challenge npz.
+        """``segs`` for arrays as in a challenge npz (uint16, as DAFT writes it).
 
         The model is ``model``, else routed from the file name ``name``, else the fallback model.
         3D or not: ``is_3d``, else the name (``3D*``), else whether ``boxes`` is (N,6).
@@ -69,7 +71,8 @@ class Segmenter:
         if model is None and not name:
             model = self.routing.fallback
         case = make_case(name or ("3D_array" if is_3d else "2D_array"), imgs, boxes, is_3d=is_3d)
-        return self.run(case, model=model).segs
+        segs = self.run(case, model=model).segs
+        return segs.astype(output_dtype(segs), copy=False)
 
     def segment_file(self, path: str | Path) -> CaseResult:
         """Read, validate and segment one challenge npz (raises ``CaseError`` for bad input)."""
@@ -85,7 +88,7 @@ class Segmenter:
         n = len(case.boxes)
         mids: list[int] = []
         if n == 0:  # documented: no boxes -> an all-zero label map, no model needed
-            segs = np.zeros(case.spatial_shape, np.uint16)
+            segs = np.zeros(case.spatial_shape, np.uint8)
             slices = calls = 0
         else:
             sessions = self.sessions.model(route.model)
