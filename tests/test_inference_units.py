@@ -144,3 +144,37 @@ def test_inference_imports_no_torch() -> None:
     assert "light []" in out
     assert "others []" in out  # the container ships only daftseg/inference, geometry.py and atomic.py
     assert out.strip().endswith("False False True")
+
+
+def _mapping_rss_kb(path: Path) -> int:
+    """Resident kB of this process's mappings of ``path`` (from /proc/self/smaps)."""
+    total, current = 0, None
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            parts = line.split()
+            if "-" in parts[0] and len(parts) >= 5 and ":" in parts[3]:  # a mapping header
+                current = parts[5] if len(parts) > 5 else None
+            elif parts[0] == "Rss:" and current == str(path):
+                total += int(parts[1])
+    return total
+
+
+def test_release_mapped_pages_drops_resident_pages_not_data(tmp_path: Path) -> None:
+    import mmap
+
+    from daftseg.inference.mapped_files import release_mapped_pages
+
+    data = np.random.default_rng(0).integers(0, 255, 8 << 20, dtype=np.uint8)
+    blob, other = tmp_path / "model.blob", tmp_path / "notes.txt"
+    blob.write_bytes(data.tobytes())
+    other.write_bytes(data.tobytes())
+    with open(blob, "rb") as fb, open(other, "rb") as fo, \
+            mmap.mmap(fb.fileno(), 0, prot=mmap.PROT_READ) as mb, mmap.mmap(fo.fileno(), 0, prot=mmap.PROT_READ) as mo:
+        view, view_other = np.frombuffer(mb, np.uint8), np.frombuffer(mo, np.uint8)
+        assert int(view.sum(dtype=np.int64)) == int(view_other.sum(dtype=np.int64))  # touch every page
+        assert _mapping_rss_kb(blob) > 6000 and _mapping_rss_kb(other) > 6000
+        assert release_mapped_pages([tmp_path]) >= 8 << 20
+        assert _mapping_rss_kb(blob) < 1000  # given back ...
+        assert _mapping_rss_kb(other) > 6000  # ... only for the suffixes asked for
+        np.testing.assert_array_equal(view, data)  # and read back intact from the file
+        del view, view_other

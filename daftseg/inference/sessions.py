@@ -9,18 +9,20 @@ Artefacts (DAFT's names, spec §6, §7.1) in ``models_dir``:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
 import sys
 import tempfile
 import threading
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+
+from daftseg.inference.mapped_files import release_mapped_pages
 
 log = logging.getLogger("daftseg.inference")
 
@@ -206,16 +208,17 @@ class Sessions:
             raise ModelError(f"model file {path} is missing")
         props = self.config.compile_properties()
         batch = self.config.fixed_batch
+        cache = _usable_cache_dir(self.config.cache_dir)
         if batch is None:
             compiled = self.core.compile_model(str(path), "CPU", props)
+        elif cache:
+            compiled = self.core.compile_model(str(self._static_ir(path, batch, Path(cache))), "CPU", props)
         else:
-            cache = _usable_cache_dir(self.config.cache_dir)
-            if cache:
-                compiled = self.core.compile_model(str(self._static_ir(path, batch, Path(cache))), "CPU", props)
-            else:
-                model = self.core.read_model(str(path))
-                fix_batch(model, batch)
-                compiled = self.core.compile_model(model, "CPU", props)
+            model = self.core.read_model(str(path))
+            fix_batch(model, batch)
+            compiled = self.core.compile_model(model, "CPU", props)
+            del model
+        release_mapped_pages([self.models_dir, *([cache] if cache else [])])
         return _Session(compiled, path, inputs, outputs)
 
     def _static_ir(self, path: Path, batch: int, cache: Path) -> Path:
@@ -317,7 +320,8 @@ def static_ir_path(cache_dir: Path, source: Path, batch: int, ov_version: str) -
     for f in (source, source.with_suffix(".bin")):
         st = f.stat()
         key += [str(st.st_size), str(st.st_mtime_ns)]
-    digest = hashlib.sha1("\0".join(key).encode()).hexdigest()[:16]
+    data = "\0".join(key).encode()
+    digest = f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"  # zlib is loaded anyway; hashlib is not
     return Path(cache_dir) / STATIC_IR_FOLDER / f"{source.stem}.b{batch}.{digest}.xml"
 
 
