@@ -388,3 +388,27 @@ def test_graphs_compiled_at_batch_1_via_static_copies_in_the_cache(toy_models_di
                     and n.endswith(".xml")]) == 2
     finally:
         os.utime(enc, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_compiled_models_are_released_least_recent_first(toy_models_dir) -> None:  # noqa: F811
+    from daftseg.inference.sessions import SessionConfig, Sessions
+
+    s = Sessions(toy_models_dir, SessionConfig(max_loaded_models=2))
+    ct = s.model("CT")
+    s.model("XRay")
+    assert s.model("CT") is ct  # still loaded; now the most recent
+    s.model("3D")
+    assert s.loaded() == ["3D", "CT"]  # XRay, the least recently used, was released
+    assert s.model("XRay") is not None and s.loaded() == ["3D", "XRay"]
+    unlimited = Sessions(toy_models_dir, SessionConfig(max_loaded_models=0))
+    for name in ("CT", "XRay", "3D", "lite_medsam"):
+        unlimited.model(name)
+    assert unlimited.loaded() == ["3D", "CT", "XRay", "lite_medsam"]
+    # a released model gives the same outputs when it is compiled again
+    img = textured((50, 60, 3), seed=20)
+    boxes = random_boxes_2d(4, 50, 60, seed=21)
+    one = Segmenter(toy_models_dir, max_loaded_models=1)
+    first = one.segment(img, boxes, model="CT")
+    one.segment(img, boxes, model="XRay")
+    assert one.sessions.loaded() == ["XRay"]
+    np.testing.assert_array_equal(one.segment(img, boxes, model="CT"), first)

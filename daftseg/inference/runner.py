@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("auto", "f32", "bf16"), default="auto",
                    help="'auto' sets no hint, as DAFT: OpenVINO then uses bf16 on CPUs with native bf16 "
                         "(AMX/AVX512-BF16), else f32. 'f32' forces full precision everywhere (as 916bd4e's C++ runtime)")
+    p.add_argument("--max_loaded_models", type=int, default=2, metavar="N",
+                   help="compiled models kept at once, about 300 MB each; the least recently used is released "
+                        "(cases run in sorted order, so a modality's cases come together; 0: no limit)")
     p.add_argument("--routing", default=None, help="routing table TOML (default configs/modalities.toml)")
     p.add_argument("--timing_csv", default=None, metavar="FILE",
                    help="write case,model,boxes,slices,seconds per successful case")
@@ -113,8 +116,10 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
         shard = parse_shard(args.shard)
     except argparse.ArgumentTypeError as e:
         parser.error(str(e))
-    if args.decode_batch < 1 or min(args.max_cached_slices, args.max_spilled_slices, args.threads) < 0:
-        parser.error("--decode_batch must be >= 1; --max_cached_slices, --max_spilled_slices and --threads >= 0")
+    if args.decode_batch < 1 or min(args.max_cached_slices, args.max_spilled_slices, args.threads,
+                                    args.max_loaded_models) < 0:
+        parser.error("--decode_batch must be >= 1; --max_cached_slices, --max_spilled_slices, --threads and "
+                     "--max_loaded_models >= 0")
 
     input_dir, output_dir = Path(args.input_dir), Path(args.output_dir)
     if not input_dir.is_dir():
@@ -154,7 +159,7 @@ def _run(args: argparse.Namespace, files: list[Path], output_dir: Path, progress
                                args.decode_batch, args.max_cached_slices, args.max_spilled_slices, args.spill_dir)
     try:
         segmenter = Segmenter(args.models_dir, cache_dir or None, args.threads, args.precision, options,
-                              args.routing)
+                              args.routing, args.max_loaded_models)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=err)
         return 1

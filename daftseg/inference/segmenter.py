@@ -41,18 +41,19 @@ class Segmenter:
     Args:
         models_dir: folder with ``<Name>_image_encoder.xml``, ``<Name>_mask_decoder.xml``, a prompt
             encoder and ``positional_encoding.npy``.
-        cache_dir, threads, precision: see ``SessionConfig``.
+        cache_dir, threads, precision, max_loaded_models: see ``SessionConfig``.
         options: ``InferenceOptions`` (defaults: DAFT's exact behaviour).
         routing: a ``RoutingTable`` or the path of its TOML file (default configs/modalities.toml).
     """
 
     def __init__(self, models_dir: str | Path = "openvinomodels", cache_dir: str | None = None,
                  threads: int = 0, precision: str = "auto", options: InferenceOptions | None = None,
-                 routing: RoutingTable | str | Path | None = None) -> None:
+                 routing: RoutingTable | str | Path | None = None, max_loaded_models: int = 2) -> None:
         self.options = options or InferenceOptions()
         # one box per decoder call (the default) lets every graph be compiled at batch 1
         fixed = 1 if self.options.decode_batch <= 1 else None
-        self.sessions = Sessions(models_dir, SessionConfig(cache_dir, threads, precision, fixed))
+        self.sessions = Sessions(models_dir, SessionConfig(cache_dir, threads, precision, fixed,
+                                                                  max_loaded_models))
         self.routing = routing if isinstance(routing, RoutingTable) else RoutingTable.load(routing)
 
     def route(self, name: str, warn: bool = True) -> Route:
