@@ -412,3 +412,20 @@ def test_compiled_models_are_released_least_recent_first(toy_models_dir) -> None
     one.segment(img, boxes, model="XRay")
     assert one.sessions.loaded() == ["XRay"]
     np.testing.assert_array_equal(one.segment(img, boxes, model="CT"), first)
+
+
+def test_static_copy_that_cannot_be_written_falls_back_to_the_stored_graph(toy_models_dir, tmp_path,  # noqa: F811
+                                                                          caplog) -> None:
+    from daftseg.inference.sessions import STATIC_IR_FOLDER
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / STATIC_IR_FOLDER).write_text("a file where the folder should be")
+    img = textured((40, 50, 3), seed=22)
+    boxes = random_boxes_2d(3, 40, 50, seed=23)
+    with caplog.at_level("WARNING", logger="daftseg.inference"):
+        seg = Segmenter(toy_models_dir, cache_dir=str(cache))
+        out = seg.segment(img, boxes, model="CT")
+    assert "compiling CT_image_encoder.xml as stored" in caplog.text
+    assert seg.sessions.model("CT").decoder_max_batch is None  # the dynamic graph, as stored
+    np.testing.assert_array_equal(out, Segmenter(toy_models_dir).segment(img, boxes, model="CT"))

@@ -240,7 +240,7 @@ class Sessions:
                 marker.touch()
                 return path
             _save_ir_atomically(model, derived)
-        except OSError as e:
+        except (OSError, RuntimeError) as e:  # OpenVINO reports failed writes as RuntimeError
             log.warning("cannot write %s (%s); compiling %s as stored", derived, e, path.name)
             return path
         return derived
