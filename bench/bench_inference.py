@@ -11,8 +11,8 @@ larger, one case with 20+ boxes, a 3D CT of ``--ct_slices`` 512x512 slices with 
 
 1. each case in a fresh process, as the challenge harness did: wall time and peak RSS
    (``/usr/bin/time -v``), ours (default) vs plain, outputs compared voxel for voxel;
-2. the whole folder in one process: ours default, ours ``--precision f32``, ours
-   ``--decode_batch 8`` (opt-in, not bit-exact), plain;
+2. the whole folder in one process: ours default, ours ``--precision f32``, ours with every
+   model kept (``--max_loaded_models 0``), ours ``--decode_batch 8`` (opt-in, not bit-exact), plain;
 3. where the time of one fresh-process 2D case goes.
 
 Models: ``--models_dir`` (real exported IR), else EfficientViT-SAM l0 and LiteMedSAM with seeded
@@ -469,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = {"plain": plain_cmd(folder, work / "out_folder_plain", models, cache),
             "ours": ours_cmd(folder, work / "out_folder_ours", models, cache),
             "ours --precision f32": ours_cmd(folder, work / "out_folder_f32", models, cache, "--precision", "f32"),
+            "ours --max_loaded_models 0": ours_cmd(folder, work / "out_folder_all", models, cache,
+                                                   "--max_loaded_models", "0"),
             "ours --decode_batch 8": ours_cmd(folder, work / "out_folder_b8", models, cache, "--decode_batch", "8")}
     samples = {label: [] for label in runs}
     for _ in range(args.reps):  # the runs interleaved, best of

@@ -429,3 +429,15 @@ def test_static_copy_that_cannot_be_written_falls_back_to_the_stored_graph(toy_m
     assert "compiling CT_image_encoder.xml as stored" in caplog.text
     assert seg.sessions.model("CT").decoder_max_batch is None  # the dynamic graph, as stored
     np.testing.assert_array_equal(out, Segmenter(toy_models_dir).segment(img, boxes, model="CT"))
+
+
+def test_graph_already_at_batch_1_is_used_as_stored(toy_models_dir, tmp_path, caplog) -> None:  # noqa: F811
+    from daftseg.inference.sessions import STATIC_IR_FOLDER, SessionConfig, Sessions
+
+    source = toy_models_dir / "static1_mask_decoder.xml"
+    sessions = Sessions(toy_models_dir, SessionConfig(str(tmp_path)))
+    with caplog.at_level("WARNING", logger="daftseg.inference"):
+        assert sessions._static_ir(source, 1, tmp_path) == source  # a fresh cache: no folder yet
+        assert sessions._static_ir(source, 1, tmp_path) == source  # the marker, without reading the IR
+    assert not caplog.text
+    assert [p.suffix for p in (tmp_path / STATIC_IR_FOLDER).iterdir()] == [".same"]

@@ -237,6 +237,7 @@ class Sessions:
         model = self.core.read_model(str(path))
         try:
             if not fix_batch(model, batch):
+                marker.parent.mkdir(parents=True, exist_ok=True)
                 marker.touch()
                 return path
             _save_ir_atomically(model, derived)
