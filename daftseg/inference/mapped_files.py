@@ -3,9 +3,9 @@
 A model loaded from the compiled-model cache maps its ``.blob`` file (an IR compiled without a
 cache: its ``.bin``) and keeps it mapped, but the CPU plugin repacks the weights into its own
 buffers while compiling, so the mapped copy (the image encoder's FP16 weights: about 60 MB)
-stays resident without being needed. ``MADV_DONTNEED`` on a read-only file mapping only drops the process's pages: a page that
-is read again is faulted back in from the file (the page cache), so nothing can change but the
-resident size. That is what the challenge's memory measurement and a laptop's RAM see.
+stays resident without being needed. ``MADV_DONTNEED`` on a read-only file mapping only drops
+the process's pages: a page that is read again is faulted back in from the file (the page
+cache), so nothing can change but the resident size. That is what the challenge's memory measurement and a laptop's RAM see.
 """
 
 from __future__ import annotations

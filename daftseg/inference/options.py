@@ -10,6 +10,8 @@ from dataclasses import dataclass
 # organs in 120 slices). Beyond both bounds a slice is encoded again; outputs never change.
 DEFAULT_MAX_CACHED_SLICES = 4
 DEFAULT_MAX_SPILLED_SLICES = 512
+# Compiled models kept at once in a long run (about 300 MB each); 0: no limit.
+DEFAULT_MAX_LOADED_MODELS = 2
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from daftseg.inference.options import DEFAULT_MAX_CACHED_SLICES, DEFAULT_MAX_SPILLED_SLICES, InferenceOptions
+from daftseg.inference.options import (
+    DEFAULT_MAX_CACHED_SLICES,
+    DEFAULT_MAX_LOADED_MODELS,
+    DEFAULT_MAX_SPILLED_SLICES,
+    InferenceOptions,
+)
 
 if TYPE_CHECKING:  # imported lazily: `--help` stays fast
     from daftseg.inference.npz_io import Case
@@ -46,9 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("auto", "f32", "bf16"), default="auto",
                    help="'auto' sets no hint, as DAFT: OpenVINO then uses bf16 on CPUs with native bf16 "
                         "(AMX/AVX512-BF16), else f32. 'f32' forces full precision everywhere (as 916bd4e's C++ runtime)")
-    p.add_argument("--max_loaded_models", type=int, default=2, metavar="N",
+    p.add_argument("--max_loaded_models", type=int, default=DEFAULT_MAX_LOADED_MODELS, metavar="N",
                    help="compiled models kept at once, about 300 MB each; the least recently used is released "
-                        "(cases run in sorted order, so a modality's cases come together; 0: no limit)")
+                        "(cases run in sorted order, so a modality's cases come together; 0: no limit; default %(default)s)")
     p.add_argument("--routing", default=None, help="routing table TOML (default configs/modalities.toml)")
     p.add_argument("--timing_csv", default=None, metavar="FILE",
                    help="write case,model,boxes,slices,seconds per successful case")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from daftseg.inference.npz_io import Case, make_case, output_dtype, read_case
-from daftseg.inference.options import InferenceOptions
+from daftseg.inference.npz_io import Case, label_dtype, make_case, output_dtype, read_case
+from daftseg.inference.options import DEFAULT_MAX_LOADED_MODELS, InferenceOptions
 from daftseg.inference.routing import Route, RoutingTable
 from daftseg.inference.sessions import SessionConfig, Sessions
 
@@ -48,7 +48,8 @@ class Segmenter:
 
     def __init__(self, models_dir: str | Path = "openvinomodels", cache_dir: str | None = None,
                  threads: int = 0, precision: str = "auto", options: InferenceOptions | None = None,
-                 routing: RoutingTable | str | Path | None = None, max_loaded_models: int = 2) -> None:
+                 routing: RoutingTable | str | Path | None = None,
+                 max_loaded_models: int = DEFAULT_MAX_LOADED_MODELS) -> None:
         self.options = options or InferenceOptions()
         # one box per decoder call (the default) lets every graph be compiled at batch 1
         fixed = 1 if self.options.decode_batch <= 1 else None
@@ -89,7 +90,7 @@ class Segmenter:
         n = len(case.boxes)
         mids: list[int] = []
         if n == 0:  # documented: no boxes -> an all-zero label map, no model needed
-            segs = np.zeros(case.spatial_shape, np.uint8)
+            segs = np.zeros(case.spatial_shape, label_dtype(n))
             slices = calls = 0
         else:
             sessions = self.sessions.model(route.model)

@@ -23,6 +23,7 @@ from types import ModuleType
 import numpy as np
 
 from daftseg.inference.mapped_files import release_mapped_pages
+from daftseg.inference.options import DEFAULT_MAX_LOADED_MODELS
 
 log = logging.getLogger("daftseg.inference")
 
@@ -88,7 +89,7 @@ class SessionConfig:
     threads: int = 0
     precision: str = "auto"
     fixed_batch: int | None = 1
-    max_loaded_models: int = 2
+    max_loaded_models: int = DEFAULT_MAX_LOADED_MODELS
 
     def compile_properties(self) -> dict[str, object]:
         if self.precision not in PRECISIONS:
@@ -189,6 +190,7 @@ class Sessions:
         self.config = config or SessionConfig()
         self.config.compile_properties()  # validate early
         self._core = None
+        self._cache_dir: str | None = None  # usable cache folder, set with the core
         self._models: dict[str, ModelSessions] = {}
         self._prompt_encoders: dict[Path, _Session] = {}
         self._pe: np.ndarray | None = None
@@ -202,27 +204,26 @@ class Sessions:
             if self._core is None:
                 ov = import_openvino()
                 core = ov.Core()
-                cache = _usable_cache_dir(self.config.cache_dir)
-                if cache:
-                    core.set_property({"CACHE_DIR": cache})
+                self._cache_dir = _usable_cache_dir(self.config.cache_dir)
+                if self._cache_dir:
+                    core.set_property({"CACHE_DIR": self._cache_dir})
                 self._core = core
             return self._core
 
     def _compile(self, path: Path, inputs: tuple[str, ...], outputs: tuple[str, ...]) -> _Session:
         if not path.is_file():
             raise ModelError(f"model file {path} is missing")
+        core, cache = self.core, self._cache_dir  # the cache folder was checked once, with the core
         props = self.config.compile_properties()
         batch = self.config.fixed_batch
-        cache = _usable_cache_dir(self.config.cache_dir)
         if batch is None:
-            compiled = self.core.compile_model(str(path), "CPU", props)
+            compiled = core.compile_model(str(path), "CPU", props)
         elif cache:
-            compiled = self.core.compile_model(str(self._static_ir(path, batch, Path(cache))), "CPU", props)
+            compiled = core.compile_model(str(self._static_ir(path, batch, Path(cache))), "CPU", props)
         else:
-            model = self.core.read_model(str(path))
+            model = core.read_model(str(path))
             fix_batch(model, batch)
-            compiled = self.core.compile_model(model, "CPU", props)
-            del model
+            compiled = core.compile_model(model, "CPU", props)
         release_mapped_pages([self.models_dir, *([cache] if cache else [])])
         return _Session(compiled, path, inputs, outputs)
 
@@ -283,7 +284,7 @@ class Sessions:
                     self._prompt_encoders[pe_path] = self._compile(
                         pe_path, ("boxes",), ("sparse_embeddings", "dense_embeddings"))
                 pos = self.positional_encoding()
-                self._release_least_recent(keep=self.config.max_loaded_models - 1)  # before the new one
+                self._make_room()  # before compiling the new one, so both are never held at once
                 encoder = self._compile(enc_path, ("image",), ("image_embedding",))
                 decoder = self._compile(dec_path, ("image_embeddings", "image_pe", "sparse_prompt_embeddings",
                                                    "dense_prompt_embeddings"), ("low_res_masks",))
@@ -291,10 +292,11 @@ class Sessions:
             self._models[name] = self._models.pop(name)  # most recently used last
             return self._models[name]
 
-    def _release_least_recent(self, keep: int) -> None:
+    def _make_room(self) -> None:
+        """Release least recently used models until one more fits within ``max_loaded_models``."""
         if self.config.max_loaded_models <= 0:
             return
-        while len(self._models) > max(0, keep):
+        while len(self._models) >= self.config.max_loaded_models:
             name = next(iter(self._models))
             log.debug("releasing compiled model %s", name)
             del self._models[name]
