@@ -147,6 +147,30 @@ def test_copy_sources_exist():
                                    "configs/modalities.toml", "openvinomodels/"}
 
 
+def test_copied_code_is_compiled_to_bytecode_in_the_image(tmp_path):
+    """Every case runs in a fresh container, so bytecode must be built into the image."""
+    instructions = dockerfile_instructions()
+    code_copies = [i for i, (k, args) in enumerate(instructions) if k == "COPY" and "daftseg" in args]
+    compiles = [i for i, (k, args) in enumerate(instructions) if k == "RUN" and "compileall" in args]
+    assert compiles and compiles[-1] > code_copies[-1], "no compileall after the last COPY of daftseg code"
+    command = shlex.split(instructions[compiles[-1]][1])
+    # the same command, run where the image's WORKDIR holds the copied code
+    for source in (s for s in copy_sources() if s.startswith("daftseg/")):
+        target = tmp_path / source
+        if (ROOT / source).is_dir():
+            shutil.copytree(ROOT / source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / source, target)
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    subprocess.run([sys.executable, *command[1:]], cwd=tmp_path, env=env, check=True)
+    modules = sorted(tmp_path.rglob("*.py"))
+    assert len(modules) > 5
+    missing = [str(m.relative_to(tmp_path)) for m in modules
+               if not (m.parent / "__pycache__" / f"{m.stem}.{sys.implementation.cache_tag}.pyc").is_file()]
+    assert not missing, f"not compiled: {missing}"
+
+
 def test_dockerignore_whitelist_matches_the_copies():
     rules = dockerignore_rules()
     assert rules[0][2] == "*" and not rules[0][1]  # exclude everything, then whitelist
