@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import subprocess
 import sys
@@ -258,3 +259,43 @@ def test_entry_point_runs_as_a_script(toy_models_dir, tmp_path: Path) -> None:  
     assert "2DBox_XRay_0001.npz  model=XRay" in proc.stdout
     assert "error: 2DBox_XRay_0002.npz: box 1 [50, 50, 60, 60] lies outside" in proc.stderr
     assert [p.name for p in (tmp_path / "segs").iterdir()] == ["2DBox_XRay_0001.npz"]
+
+
+def test_start_up_pauses_the_collector_then_freezes_what_it_left() -> None:
+    import gc
+
+    from daftseg.inference.runner import _startup_gc_paused
+
+    assert gc.isenabled()
+    try:
+        with _startup_gc_paused() as end_startup:
+            assert not gc.isenabled()
+            kept = [[i] for i in range(100)]
+            frozen_before = gc.get_freeze_count()
+            end_startup()
+            assert gc.isenabled() and gc.get_freeze_count() >= frozen_before + len(kept)
+            end_startup()  # a second call changes nothing
+            assert gc.isenabled()
+        assert gc.isenabled()
+        gc.disable()  # a caller's choice to run without the collector is kept
+        with _startup_gc_paused() as end_startup:
+            end_startup()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc (Linux)")
+def test_entry_point_keeps_numpy_blas_single_threaded() -> None:
+    # what the script's top level does before numpy is imported, then the threads numpy started
+    code = ("import os, runpy, sys; runpy.run_path(sys.argv[1], run_name='x'); import numpy; "
+            "print(os.environ['OPENBLAS_NUM_THREADS'], len(os.listdir('/proc/self/task')))")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    got = subprocess.run([sys.executable, "-c", code, str(REPO / "PerfectMetaOpenVINO.py")], env=env,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert got == ["1", "1"]
+    env["OPENBLAS_NUM_THREADS"] = "3"  # the user's own setting wins
+    got = subprocess.run([sys.executable, "-c", code, str(REPO / "PerfectMetaOpenVINO.py")], env=env,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert got[0] == "3"

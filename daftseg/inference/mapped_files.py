@@ -11,7 +11,7 @@ cache), so nothing can change but the resident size. That is what the challenge'
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import logging
 import sys
 from collections.abc import Iterable
@@ -33,13 +33,10 @@ def release_mapped_pages(folders: Iterable[str | Path], suffixes: tuple[str, ...
     try:
         with open("/proc/self/maps") as f:
             lines = f.read().splitlines()
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        madvise = libc.madvise
+        madvise = _madvise()
     except (OSError, AttributeError) as e:
         log.debug("cannot release mapped pages: %s", e)
         return 0
-    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    madvise.restype = ctypes.c_int
     released = 0
     for line in lines:
         parts = line.split(maxsplit=5)
@@ -51,3 +48,16 @@ def release_mapped_pages(folders: Iterable[str | Path], suffixes: tuple[str, ...
             if madvise(start, end - start, MADV_DONTNEED) == 0:
                 released += end - start
     return released
+
+
+@functools.cache
+def _madvise():
+    """libc's ``madvise`` from the running process's own symbols.
+
+    ``ctypes.util.find_library`` would start ``ldconfig`` (a fork of a process holding a few
+    hundred MB) on every call.
+    """
+    madvise = ctypes.CDLL(None, use_errno=True).madvise
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    madvise.restype = ctypes.c_int
+    return madvise

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import logging
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -112,8 +113,37 @@ class _LineHandler(logging.Handler):
         self._emit_line(f"{record.levelname.lower()}: {record.getMessage()}")
 
 
+@contextlib.contextmanager
+def _startup_gc_paused() -> Iterator[Callable[[], None]]:
+    """Python's cyclic collector paused until the yielded ``end_startup()`` is called.
+
+    Start-up (imports, compiled models, the first case) leaves tens of thousands of objects that
+    live as long as the process; the collector would scan them about 60 times during start-up
+    and once more at exit, finding a few hundred (30-50 ms of a fresh process's single-threaded
+    time, measured with ``gc.callbacks``). They are frozen instead (``gc.freeze``: never scanned
+    again), and the collector runs as usual from then on.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+
+    def end_startup() -> None:
+        if was_enabled and not gc.isenabled():
+            gc.freeze()
+            gc.enable()
+
+    try:
+        yield end_startup
+    finally:
+        end_startup()
+
+
 def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Run the command line; returns the exit code (0: all cases written, 1: any failure)."""
+    with _startup_gc_paused() as end_startup:
+        return _main(argv, stdout, stderr, end_startup)
+
+
+def _main(argv: list[str] | None, stdout: TextIO | None, stderr: TextIO | None, end_startup: Callable[[], None]) -> int:
     out, err = stdout or sys.stdout, stderr or sys.stderr
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -147,7 +177,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
     log.addHandler(handler)
     log.propagate = False
     try:
-        return _run(args, files, output_dir, progress, err)
+        return _run(args, files, output_dir, progress, err, end_startup)
     finally:
         progress.close()
         log.removeHandler(handler)
@@ -155,7 +185,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
 
 
 def _run(args: argparse.Namespace, files: list[Path], output_dir: Path, progress: Progress,
-         err: TextIO) -> int:
+         err: TextIO, end_startup: Callable[[], None]) -> int:
     from daftseg.inference.segmenter import Segmenter
 
     cache_dir = args.cache_dir if args.cache_dir is not None else (
@@ -173,11 +203,11 @@ def _run(args: argparse.Namespace, files: list[Path], output_dir: Path, progress
     segmenter.sessions.prefetch(segmenter.route(files[0].name, warn=False).model)
 
     with _open_csv(args.timing_csv, err) as csv:
-        return _run_cases(segmenter, args, files, output_dir, progress, csv, err)
+        return _run_cases(segmenter, args, files, output_dir, progress, csv, err, end_startup)
 
 
 def _run_cases(segmenter: Segmenter, args: argparse.Namespace, files: list[Path], output_dir: Path,
-               progress: Progress, csv: TextIO | None, err: TextIO) -> int:
+               progress: Progress, csv: TextIO | None, err: TextIO, end_startup: Callable[[], None]) -> int:
     from daftseg.inference.npz_io import CaseError, read_case, write_segs
 
     failed, t_all = 0, time.perf_counter()
@@ -204,6 +234,7 @@ def _run_cases(segmenter: Segmenter, args: argparse.Namespace, files: list[Path]
             if args.save_overlay:
                 _save_overlays(Path(args.save_overlay), case, result, progress, err)
         progress.advance()
+        end_startup()  # after the first case
     segmenter.sessions.join_prefetch()
     progress.line(f"{len(files) - failed} of {len(files)} cases written to {output_dir}"
                   f"{f', {failed} failed' if failed else ''} in {time.perf_counter() - t_all:.1f}s")
