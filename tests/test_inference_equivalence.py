@@ -23,7 +23,7 @@ from daftseg.geometry import (
 from daftseg.inference import InferenceOptions, Segmenter
 from daftseg.inference.boxes import plan_3d
 from daftseg.inference.case3d import schedule
-from daftseg.inference.sessions import ModelSessions
+from daftseg.inference.sessions import ModelSessions, SessionConfig, Sessions
 from daftseg.inference.slice_cache import SliceEmbeddings, SpillFile
 
 # -- the plain reference (spec §7.4, §7.5) ---------------------------------------------------------
@@ -353,7 +353,7 @@ def test_compiled_model_cache_gives_same_outputs(toy_models_dir, tmp_path) -> No
 def test_graphs_compiled_at_batch_1_via_static_copies_in_the_cache(toy_models_dir, tmp_path) -> None:  # noqa: F811
     import os
 
-    from daftseg.inference.sessions import STATIC_IR_FOLDER, SessionConfig, Sessions
+    from daftseg.inference.sessions import STATIC_IR_FOLDER
 
     cache = tmp_path / "cache"
     img = textured((60, 70, 3), seed=18)
@@ -391,7 +391,6 @@ def test_graphs_compiled_at_batch_1_via_static_copies_in_the_cache(toy_models_di
 
 
 def test_compiled_models_are_released_least_recent_first(toy_models_dir) -> None:  # noqa: F811
-    from daftseg.inference.sessions import SessionConfig, Sessions
 
     s = Sessions(toy_models_dir, SessionConfig(max_loaded_models=2))
     ct = s.model("CT")
@@ -432,7 +431,7 @@ def test_static_copy_that_cannot_be_written_falls_back_to_the_stored_graph(toy_m
 
 
 def test_graph_already_at_batch_1_is_used_as_stored(toy_models_dir, tmp_path, caplog) -> None:  # noqa: F811
-    from daftseg.inference.sessions import STATIC_IR_FOLDER, SessionConfig, Sessions
+    from daftseg.inference.sessions import STATIC_IR_FOLDER
 
     source = toy_models_dir / "static1_mask_decoder.xml"
     sessions = Sessions(toy_models_dir, SessionConfig(str(tmp_path)))
@@ -441,3 +440,23 @@ def test_graph_already_at_batch_1_is_used_as_stored(toy_models_dir, tmp_path, ca
         assert sessions._static_ir(source, 1, tmp_path) == source  # the marker, without reading the IR
     assert not caplog.text
     assert [p.suffix for p in (tmp_path / STATIC_IR_FOLDER).iterdir()] == [".same"]
+
+
+def test_sessions_read_inputs_in_place_without_changing_results(toy_models_dir) -> None:  # noqa: F811
+    """Inputs are shared with OpenVINO, not copied: results equal a copying call, for any layout."""
+    import openvino as ov
+
+    m = Sessions(toy_models_dir, SessionConfig()).model("XRay")
+    rng = np.random.default_rng(3)
+    image = rng.random((1, 3, 256, 256), dtype=np.float32)
+    strided = np.asfortranarray(image)  # not C-contiguous: must still be read correctly
+    embedding = m.encode(image)
+    assert np.array_equal(m.encode(strided), embedding)
+    plain = ov.Core().compile_model(m.encoder.path, "CPU").create_infer_request()
+    plain.infer({"image": image.copy()})
+    assert np.array_equal(plain.get_tensor("image_embedding").data, embedding)
+    before = embedding.copy()
+    boxes = np.array([[10, 20, 90, 120], [30, 30, 60, 200]], np.float32)
+    first = m.decode(embedding, boxes)
+    assert np.array_equal(embedding, before)  # a shared input is never written to
+    assert np.array_equal(m.decode(embedding.copy(), boxes), first)

@@ -133,8 +133,10 @@ class _Session:
         return dim.get_length() if dim.is_static else None
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+        # Shared inputs: the decoder reads three 4 MiB inputs per box, which would be copied first
+        # (C-contiguous float32 arrays are wrapped as they are; others are still copied).
         # share_outputs avoids copying outputs we do not keep (e.g. iou_predictions); we copy ours.
-        self.request.infer(inputs, share_outputs=True)
+        self.request.infer(inputs, share_inputs=True, share_outputs=True)
         return tuple(self.request.get_tensor(n).data.copy() for n in self.outputs)
 
 
