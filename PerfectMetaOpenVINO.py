@@ -17,4 +17,4 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from daftseg.inference.runner import main  # after the environment is set
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:], fast_exit=True))

@@ -299,3 +299,23 @@ def test_entry_point_keeps_numpy_blas_single_threaded() -> None:
     got = subprocess.run([sys.executable, "-c", code, str(REPO / "PerfectMetaOpenVINO.py")], env=env,
                          capture_output=True, text=True, check=True).stdout.split()
     assert got[0] == "3"
+
+
+def test_fast_exit_ends_the_process_after_flushing_everything(toy_models_dir, tmp_path: Path) -> None:  # noqa: F811
+    inp = tmp_path / "imgs"
+    save(inp, "2DBox_XRay_0001.npz", imgs=image((30, 40, 3)), boxes=BOX2D)
+    save(inp, "2DBox_XRay_0002.npz", imgs=image((30, 40, 3)), boxes=np.array([[50, 50, 60, 60]]))
+    code = ("import atexit, sys\n"
+            "from daftseg.inference.runner import main\n"
+            "atexit.register(print, 'teardown ran')\n"
+            "main(sys.argv[1:], fast_exit=True)\n"
+            "print('main returned')\n")
+    proc = subprocess.run([sys.executable, "-c", code, "-i", str(inp), "-o", str(tmp_path / "segs"),
+                           "-m", str(toy_models_dir), "--cache_dir", ""],
+                          check=False, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1  # one case failed
+    assert "main returned" not in proc.stdout and "teardown ran" not in proc.stdout
+    assert "2DBox_XRay_0001.npz  model=XRay" in proc.stdout and "1 of 2 cases written" in proc.stdout
+    assert "error: 2DBox_XRay_0002.npz" in proc.stderr
+    with np.load(tmp_path / "segs" / "2DBox_XRay_0001.npz") as z:
+        assert z["segs"].shape == (30, 40) and z["segs"].max() > 0
