@@ -6,8 +6,12 @@ FROM python:3.11-slim
 
 # Keeps pip's download cache out of the image layers.
 ARG PIP_NO_CACHE_DIR=1
+# GLIBC_TUNABLES: malloc asks for transparent huge pages on its large mappings (where the kernel
+# allows them: THP "madvise" or "always"), so OpenVINO's buffers take ~35% fewer page faults;
+# measured on 2 cores: a 2D case ~40 ms faster, the 120-slice CT 5 MB larger (433 MB).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    GLIBC_TUNABLES=glibc.malloc.hugetlb=1 \
     PATH="/home/user/.local/bin:${PATH}"
 
 RUN groupadd --gid 1000 user \
