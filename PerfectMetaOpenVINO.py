@@ -4,7 +4,8 @@
     python PerfectMetaOpenVINO.py -i test_demo/imgs -o test_demo/segs [-m openvinomodels]
 
 Flags: ``python PerfectMetaOpenVINO.py --help``. The code is in ``daftseg/inference/``; this file
-only calls ``daftseg.inference.runner.main`` (it imports no torch, OpenCV or OpenVINO itself).
+only sets up the process and calls ``daftseg.inference.runner.main`` (it imports no torch, OpenCV
+or OpenVINO itself).
 """
 
 import os

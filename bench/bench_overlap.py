@@ -38,7 +38,6 @@ MODEL = "XRay"
 # Run in a fresh interpreter: argv = cache folder, prompt encoder, image encoder, mask decoder (static IR), mode.
 LOAD_THEN_ENCODE = """
 import sys, threading, time
-t0 = time.perf_counter()
 import numpy as np
 from daftseg.inference.sessions import import_openvino
 core = import_openvino().Core()
@@ -46,16 +45,13 @@ core.set_property({"CACHE_DIR": sys.argv[1]})
 prompt, encoder, decoder, mode = sys.argv[2:6]
 image = np.random.default_rng(0).random((1, 3, 256, 256), dtype=np.float32)
 t1 = time.perf_counter()
+enc = core.compile_model(encoder, "CPU")
+loader = threading.Thread(target=lambda: [core.compile_model(p, "CPU") for p in (prompt, decoder)])
+loader.start()
 if mode == "sequential":
-    enc = core.compile_model(encoder, "CPU")
-    others = [core.compile_model(p, "CPU") for p in (prompt, decoder)]
-    enc.create_infer_request().infer({"image": image})
-else:
-    enc = core.compile_model(encoder, "CPU")
-    loader = threading.Thread(target=lambda: [core.compile_model(p, "CPU") for p in (prompt, decoder)])
-    loader.start()
-    enc.create_infer_request().infer({"image": image})
     loader.join()
+enc.create_infer_request().infer({"image": image})
+loader.join()
 print(time.perf_counter() - t1)
 """
 

@@ -291,14 +291,13 @@ def test_entry_point_keeps_numpy_blas_single_threaded() -> None:
     # what the script's top level does before numpy is imported, then the threads numpy started
     code = ("import os, runpy, sys; runpy.run_path(sys.argv[1], run_name='x'); import numpy; "
             "print(os.environ['OPENBLAS_NUM_THREADS'], len(os.listdir('/proc/self/task')))")
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
-    got = subprocess.run([sys.executable, "-c", code, str(REPO / "PerfectMetaOpenVINO.py")], env=env,
-                         capture_output=True, text=True, check=True).stdout.split()
-    assert got == ["1", "1"]
-    env["OPENBLAS_NUM_THREADS"] = "3"  # the user's own setting wins
-    got = subprocess.run([sys.executable, "-c", code, str(REPO / "PerfectMetaOpenVINO.py")], env=env,
-                         capture_output=True, text=True, check=True).stdout.split()
-    assert got[0] == "3"
+    def run(**extra: str) -> list[str]:
+        env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"} | extra
+        return subprocess.run([sys.executable, "-c", code, str(REPO / "PerfectMetaOpenVINO.py")], env=env,
+                              capture_output=True, text=True, check=True).stdout.split()
+
+    assert run() == ["1", "1"]
+    assert run(OPENBLAS_NUM_THREADS="3")[0] == "3"  # the user's own setting wins
 
 
 def test_fast_exit_ends_the_process_after_flushing_everything(toy_models_dir, tmp_path: Path) -> None:  # noqa: F811
