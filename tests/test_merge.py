@@ -47,11 +47,11 @@ def test_merge_then_extract_round_trip(tmp_path, monkeypatch):
 def test_extract_rejects_a_litemedsam_checkpoint(tmp_path, capsys):
     torch.save(build_model("litemedsam").state_dict(), tmp_path / "lite.pth")
     assert extract_main([str(tmp_path / "lite.pth"), str(tmp_path / "out.pth")]) == 1
-    assert "lite.pth does not fit" in capsys.readouterr().out
+    assert "lite.pth does not fit" in capsys.readouterr().err
     assert not (tmp_path / "out.pth").exists()
 
 
 def test_scripts_have_help():
     for script in ("modelmerge.py", "extract_evit.py"):
         res = subprocess.run([sys.executable, str(ROOT / script), "--help"], check=False, capture_output=True, text=True)
-        assert res.returncode == 0 and "usage:" in res.stdout
+        assert res.returncode == 0 and "usage:" in res.stdout and "--trust_checkpoint" in res.stdout

@@ -101,9 +101,10 @@ def test_original_checkpoint_layout_resumes(tmp_path, data):
     ours = torch.load(tmp_path / "b" / LATEST, weights_only=True)
     original = {"model": {f"module.{k}": v for k, v in ours["model"].items()}, "epoch": 1,
                 "optimizer": ours["optimizer"], "loss": ours["loss"], "best_loss": ours["best_loss"]}
-    torch.save(original, tmp_path / "original.pth")
+    # in the run's own folder: a checkpoint from elsewhere may not continue over another run
+    torch.save(original, tmp_path / "b" / "original.pth")
     config = parse_config("finetune", cpu_args(tmp_path / "b", data_root, train_csv, "-num_epochs", "2",
-                                               "-resume", str(tmp_path / "original.pth")))
+                                               "-resume", str(tmp_path / "b" / "original.pth")))
     resumed = run_stage(config, seg_task())
     assert [r["epoch"] for r in resumed.history] == [2]
     # no scheduler or RNG state in it, but neither matters for the next epoch

@@ -12,7 +12,6 @@ import pytest
 import torch
 from training_support import make_data
 
-from daftseg.checkpoints import CheckpointError
 from daftseg.models import build_model
 from daftseg.training import distill, finetune, finetune3d
 from daftseg.training.state import BEST, LATEST
@@ -66,16 +65,22 @@ def test_stage_chain_runs_end_to_end(setup):
     build_model("efficientvit_sam_l0").load_state_dict(final, strict=True)
 
 
-def test_finetuning_start_weights_must_exist_and_fit(setup, tmp_path):
+def test_finetuning_start_weights_must_exist_and_fit(setup, tmp_path, capsys):
     _, data_args, lite = setup
     args = [*data_args, *QUICK, "-work_dir", str(tmp_path)]
-    with pytest.raises(FileNotFoundError, match="--from_scratch"):
-        finetune.main([*args, "-pretrained_checkpoint", str(tmp_path / "missing.pth")])
-    with pytest.raises(CheckpointError, match="LiteMedSAM"):
-        finetune.main([*args, "-pretrained_checkpoint", str(lite)])
-    with pytest.raises(FileNotFoundError, match="--nopretrain"):
-        distill.main([*args, "-pretrained_checkpoint", str(tmp_path / "l0.pt"), "-teacher_checkpoint", str(lite)])
-    assert not (tmp_path / LATEST).exists()
+    # one line naming the file and what to do, exit status 1, no traceback
+    missing = tmp_path / "missing.pth"
+    assert finetune.main([*args, "-pretrained_checkpoint", str(missing)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: -pretrained_checkpoint {missing}: no such file")
+    assert "--from_scratch" in err
+    assert finetune.main([*args, "-pretrained_checkpoint", str(lite)]) == 1
+    err = capsys.readouterr().err
+    assert f"{lite} does not fit" in err and "LiteMedSAM" in err
+    assert distill.main([*args, "-pretrained_checkpoint", str(tmp_path / "l0.pt"), "-teacher_checkpoint",
+                         str(lite)]) == 1
+    assert "--nopretrain" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing written: no checkpoint, no config.json
 
 
 @pytest.mark.parametrize("script", ["distill_fulldataset.py", "finetune_npz_devit_fulldataset.py",
@@ -87,4 +92,5 @@ def test_root_scripts_show_help(script, monkeypatch, capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert "-bbox_shift" in text and "--norm_before_pad" in text and "-valcsv" in text
+    assert "--overwrite" in text and "--trust_checkpoint" in text
     assert ("EfficientViT-SAM l0" in text) if script.startswith("distill") else ("--from_scratch" in text)

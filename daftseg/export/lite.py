@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from daftseg.export.graphs import dense_pe, graph_modules
-from daftseg.export.onnx_export import DEFAULT_OPSET, export_model, save_positional_encoding, tracing_inputs
+from daftseg.export.onnx_export import DEFAULT_OPSET, export_model, tracing_inputs
 from daftseg.export.runners import CheckError
-from daftseg.export.specs import GRAPHS
+from daftseg.export.specs import GRAPHS, POSITIONAL_ENCODING_FILE
 
 LITE_NAME = "lite_medsam"
 Log = Callable[[str], None]
@@ -38,37 +38,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--direct", action="store_true",
                    help="make the IR from the PyTorch modules with openvino.convert_model (checked against "
                         "PyTorch) instead of converting the ONNX files; the ONNX files are written either way")
+    p.add_argument("--trust_checkpoint", action="store_true",
+                   help="load a --checkpoint that holds Python objects beyond tensors and plain data by "
+                        "unpickling it in full, which runs any code stored in it: only for a file you trust. "
+                        "Without it such a file is refused")
     return p
 
 
 def run(checkpoint: Path, onnx_dir: Path, ov_dir: Path, compress_to_fp16: bool = True,
-        opset: int = DEFAULT_OPSET, direct: bool = False, log: Log = print) -> list[Path]:
+        opset: int = DEFAULT_OPSET, direct: bool = False, log: Log = print,
+        trust: bool = False) -> list[Path]:
+    """Export and check; each folder's files (three graphs + ``positional_encoding.npy``) appear
+    together, only after their checks pass."""
     from daftseg.checkpoints import load_weights
     from daftseg.models import build_model
 
     start = time.perf_counter()
     log(f"{LITE_NAME}: litemedsam from {checkpoint}")
-    model = load_weights(build_model("litemedsam"), checkpoint).eval()
+    model = load_weights(build_model("litemedsam"), checkpoint, trust=trust).eval()
     pe = dense_pe(model)
-    written = [save_positional_encoding(pe, onnx_dir), save_positional_encoding(pe, ov_dir)]
-    log(f"  wrote {written[0]} and {written[1]}")
-    onnx_paths = export_model(model, onnx_dir, LITE_NAME, opset, log=log)
-    written += onnx_paths.values()
+    onnx_paths = export_model(model, onnx_dir, LITE_NAME, opset, log=log, positional_encoding=pe)
+    pe_copy = [(onnx_dir / POSITIONAL_ENCODING_FILE, ov_dir / POSITIONAL_ENCODING_FILE)]
+    written = [onnx_dir / POSITIONAL_ENCODING_FILE, *onnx_paths.values()]
     if direct:
-        from daftseg.export.openvino_direct import export_module
+        from daftseg.export.openvino_direct import export_modules
 
         modules = graph_modules(model)
-        for spec in GRAPHS:
-            written.append(export_module(modules[spec.suffix], spec, tracing_inputs(model, spec),
-                                         ov_dir / f"{spec.file_stem(LITE_NAME)}.xml", compress_to_fp16,
-                                         image_pe=pe.numpy(), log=log))
+        items = [(modules[spec.suffix], spec, tracing_inputs(model, spec),
+                  ov_dir / f"{spec.file_stem(LITE_NAME)}.xml") for spec in GRAPHS]
+        written += export_modules(items, compress_to_fp16, image_pe=pe.numpy(), log=log, copies=pe_copy)
     else:
-        from daftseg.export.openvino_convert import convert_onnx
+        from daftseg.export.openvino_convert import convert_group
 
-        for spec in GRAPHS:
-            path = onnx_paths[spec.suffix]
-            written.append(convert_onnx(path, ov_dir / f"{path.stem}.xml", compress_to_fp16,
-                                        image_pe=pe.numpy(), log=log))
+        pairs = [(path, ov_dir / f"{path.stem}.xml") for path in onnx_paths.values()]
+        written += convert_group(pairs, compress_to_fp16, image_pe=pe.numpy(), log=log, copies=pe_copy)
     log(f"  done in {time.perf_counter() - start:.1f} s")
     return written
 
@@ -78,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from daftseg.checkpoints import CheckpointError
 
     try:
-        run(Path(args.checkpoint), Path(args.onnx_dir), Path(args.ov_dir), not args.fp32, args.opset, args.direct)
+        run(Path(args.checkpoint), Path(args.onnx_dir), Path(args.ov_dir), not args.fp32, args.opset,
+            args.direct, trust=args.trust_checkpoint)
     except (CheckpointError, CheckError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -19,8 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from daftseg.atomic import atomic_path
-from daftseg.export.files import save_npy
+from daftseg.atomic import atomic_path, atomic_paths
 from daftseg.export.graphs import dense_pe, graph_modules
 from daftseg.export.runners import CheckError, OnnxGraph, Tolerance, compare, random_inputs
 from daftseg.export.specs import (
@@ -117,40 +116,59 @@ def check_graph(module: nn.Module, spec: GraphSpec, path: str | os.PathLike, ima
 
 
 def export_model(model: nn.Module, out_dir: str | os.PathLike, name: str, opset: int = DEFAULT_OPSET,
-                 check: bool = True, log: Log = print) -> dict[str, Path]:
+                 check: bool = True, log: Log = print,
+                 positional_encoding: torch.Tensor | np.ndarray | None = None) -> dict[str, Path]:
     """Write ``<name>_{image_encoder,prompt_encoder,mask_decoder}.onnx`` into ``out_dir``.
 
-    Each graph is checked against PyTorch (raises ``CheckError`` beyond ``ONNX_TOLERANCE``).
-    Returns suffix -> path. The positional encoding is written separately (one per folder).
+    The three graphs (and ``positional_encoding.npy`` when given) are written under temporary
+    names, each graph is checked against PyTorch (``CheckError`` beyond ``ONNX_TOLERANCE``), and
+    only then are all of them renamed into place together. A failed check or any error on the way
+    leaves ``out_dir`` as it was: earlier files untouched, nothing new. Returns suffix -> path.
     """
     out_dir = Path(out_dir)
     modules = graph_modules(model)
     pe = dense_pe(model).numpy()
-    paths = {}
-    for spec in GRAPHS:
-        path = out_dir / f"{spec.file_stem(name)}.onnx"
-        export_graph(modules[spec.suffix], spec, tracing_inputs(model, spec), path, opset)
+    paths = {spec.suffix: out_dir / f"{spec.file_stem(name)}.onnx" for spec in GRAPHS}
+    finals = list(paths.values())
+    if positional_encoding is not None:
+        finals.append(out_dir / POSITIONAL_ENCODING_FILE)
+    with atomic_paths(finals) as temps:
+        for spec, tmp in zip(GRAPHS, temps, strict=False):
+            export_graph(modules[spec.suffix], spec, tracing_inputs(model, spec), tmp, opset)
+            if check:
+                check_graph(modules[spec.suffix], spec, tmp, pe, log)
+        if positional_encoding is not None:
+            _write_positional_encoding(positional_encoding, temps[-1])
+    for path in finals:
         log(f"  wrote {path}")
-        if check:
-            check_graph(modules[spec.suffix], spec, path, pe, log)
-        paths[spec.suffix] = path
     return paths
 
 
 def save_positional_encoding(pe: torch.Tensor | np.ndarray, out_dir: str | os.PathLike) -> Path:
     """``positional_encoding.npy``: float32 (1, 256, 64, 64), the decoder's ``image_pe`` input."""
+    path = Path(out_dir) / POSITIONAL_ENCODING_FILE
+    with atomic_path(path) as tmp:
+        _write_positional_encoding(pe, tmp)
+    return path
+
+
+def _write_positional_encoding(pe: torch.Tensor | np.ndarray, path: Path) -> None:
     pe = pe.numpy() if isinstance(pe, torch.Tensor) else pe
     if pe.shape != (1, 256, 64, 64):
         raise ValueError(f"positional encoding has shape {pe.shape}, expected (1, 256, 64, 64)")
-    return save_npy(np.ascontiguousarray(pe, dtype=np.float32), Path(out_dir) / POSITIONAL_ENCODING_FILE)
+    with open(path, "wb") as f:
+        np.save(f, np.ascontiguousarray(pe, dtype=np.float32))
 
 
-def positional_encoding_from(weights: str | os.PathLike) -> torch.Tensor:
-    """The dense PE of any SAM-style weights file (LiteMedSAM or EfficientViT-SAM): only the prompt encoder is read."""
+def positional_encoding_from(weights: str | os.PathLike, trust: bool = False) -> torch.Tensor:
+    """The dense PE of any SAM-style weights file (LiteMedSAM or EfficientViT-SAM).
+
+    Only the prompt encoder is read; ``trust`` is ``read_checkpoint``'s.
+    """
     from daftseg.checkpoints import load_weights
     from daftseg.models.sam import build_prompt_encoder
 
-    prompt_encoder = load_weights(build_prompt_encoder(), weights, prefix="prompt_encoder.")
+    prompt_encoder = load_weights(build_prompt_encoder(), weights, prefix="prompt_encoder.", trust=trust)
     with torch.no_grad():
         return prompt_encoder.get_dense_pe().to(torch.float32)
 
@@ -171,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weights whose prompt encoder provides positional_encoding.npy: a model name in "
                         "models_dir or a path (e.g. lite_medsam.pth); default: the first exported model "
                         "(all DAFT models share LiteMedSAM's)")
+    p.add_argument("--trust_checkpoint", action="store_true",
+                   help="load weights files that hold Python objects beyond tensors and plain data by "
+                        "unpickling them in full, which runs any code stored in them: only for files you "
+                        "trust. Without it such files are refused (default: refuse)")
     return p
 
 
@@ -200,20 +222,29 @@ def pe_source(pe_from: str | None, models_dir: Path, first: Path) -> Path:
 
 
 def run(models_dir: Path, out_dir: Path, names: Sequence[str] | None, arch: str, opset: int,
-        pe_from: str | None, log: Log = print) -> list[Path]:
+        pe_from: str | None, log: Log = print, trust: bool = False) -> list[Path]:
+    """Export every selected model; ``positional_encoding.npy`` is written with the first one.
+
+    Each model's files appear together and only once its checks pass (``export_model``); a
+    failure stops the run, keeping the models exported before it.
+    """
     from daftseg.checkpoints import load_weights
     from daftseg.models import build_model
 
     weights = select_weights(models_dir, names)
     pe_path = pe_source(pe_from, models_dir, weights[0])
-    pe = positional_encoding_from(pe_path)
-    written = [save_positional_encoding(pe, out_dir)]
-    log(f"wrote {written[0]} (from {pe_path})")
+    pe = positional_encoding_from(pe_path, trust)
+    log(f"{POSITIONAL_ENCODING_FILE} from {pe_path}")
+    written: list[Path] = []
     for i, path in enumerate(weights, 1):
         start = time.perf_counter()
         log(f"[{i}/{len(weights)}] {path.stem}: {arch} from {path}")
-        model = load_weights(build_model(arch), path).eval()
-        written += export_model(model, out_dir, path.stem, opset, log=log).values()
+        model = load_weights(build_model(arch), path, trust=trust).eval()
+        paths = export_model(model, out_dir, path.stem, opset, log=log,
+                             positional_encoding=pe if i == 1 else None)
+        if i == 1:
+            written.append(out_dir / POSITIONAL_ENCODING_FILE)
+        written += paths.values()
         pe_diff = float((dense_pe(model) - pe).abs().max())
         if pe_diff > 1e-6:
             # the runtime feeds the one shared file to every decoder; say so when it is not this model's
@@ -228,7 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from daftseg.checkpoints import CheckpointError
 
     try:
-        run(Path(args.models_dir), Path(args.out_dir), args.names, args.arch, args.opset, args.pe_from)
+        run(Path(args.models_dir), Path(args.out_dir), args.names, args.arch, args.opset, args.pe_from,
+            trust=args.trust_checkpoint)
     except (CheckpointError, CheckError, FileNotFoundError, KeyError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)  # KeyError str() adds quotes
         return 1

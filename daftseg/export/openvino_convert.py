@@ -1,7 +1,8 @@
 """ONNX -> OpenVINO IR, checked against ONNX Runtime (``onnx2openvino.py``). Imports no torch.
 
 Every ``<in_dir>/*.onnx`` becomes ``<out_dir>/<same>.xml`` + ``.bin`` with the same tensor names
-and dynamic axes; ``*.npy`` (the positional encoding) is copied. Weights are stored as FP16 by
+and dynamic axes; ``*.npy`` (the positional encoding) is copied. Each IR is checked under a
+temporary name and renamed into place only when the check passes. Weights are stored as FP16 by
 default, as DAFT's ``ov.save_model`` call did (spec §6.2); at run time the CPU plugin widens them
 to f32 again, so only the weight rounding differs.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -17,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from daftseg.export.files import copy_file, save_openvino_model
+from daftseg.atomic import atomic_paths
+from daftseg.export.files import ir_group, write_ir
 from daftseg.export.runners import CheckError, OnnxGraph, OpenVinoGraph, Tolerance, compare, random_inputs
-from daftseg.export.specs import CHECK_SIZES, POSITIONAL_ENCODING_FILE
+from daftseg.export.specs import CHECK_SIZES, GRAPHS, POSITIONAL_ENCODING_FILE
 
 # OpenVINO (f32 hint) vs ONNX Runtime. FP32 weights: kernel-order differences only. FP16 weights:
 # every weight is rounded to 11 significant bits (relative error <= 2**-12), which after tens of
@@ -52,34 +55,74 @@ def check_ir(xml_path: str | os.PathLike, onnx_path: str | os.PathLike, compress
 
 def convert_onnx(onnx_path: str | os.PathLike, xml_path: str | os.PathLike, compress_to_fp16: bool = True,
                  check: bool = True, image_pe: np.ndarray | None = None, log: Log = print) -> Path:
-    """One ONNX file -> IR at ``xml_path`` (+ ``.bin``), written atomically, then checked."""
+    """One ONNX file -> IR at ``xml_path`` (+ ``.bin``): converted, checked, then moved into place."""
+    convert_group([(Path(onnx_path), Path(xml_path))], compress_to_fp16, check, image_pe, log)
+    return Path(xml_path)
+
+
+def convert_group(pairs: Sequence[tuple[Path, Path]], compress_to_fp16: bool = True, check: bool = True,
+                  image_pe: np.ndarray | None = None, log: Log = print,
+                  copies: Sequence[tuple[Path, Path]] = ()) -> list[Path]:
+    """(ONNX file, IR .xml path) pairs converted together, plus (source, destination) file ``copies``.
+
+    Everything is written under temporary names and each IR checked against ONNX Runtime there;
+    only when all checks pass are the files renamed into place. A failed check or any error
+    leaves the destinations as they were. Returns the written paths.
+    """
     import openvino as ov  # optional dependency
 
-    xml_path = save_openvino_model(ov.convert_model(str(onnx_path)), xml_path, compress_to_fp16)
-    log(f"  wrote {xml_path}")
-    if check:
-        check_ir(xml_path, onnx_path, compress_to_fp16, image_pe, log)
-    return xml_path
+    ir_files = ir_group([xml for _, xml in pairs])
+    finals = [dst for _, dst in copies] + ir_files
+    with atomic_paths(finals) as temps:
+        for (src, _), tmp in zip(copies, temps, strict=False):
+            shutil.copyfile(src, tmp)
+        tmp_xmls = temps[len(temps) - len(pairs):]
+        for (onnx_path, _), tmp_xml in zip(pairs, tmp_xmls, strict=True):
+            write_ir(ov.convert_model(str(onnx_path)), tmp_xml, compress_to_fp16)
+            if check:
+                check_ir(tmp_xml, onnx_path, compress_to_fp16, image_pe, log)
+    for path in finals:
+        if path.suffix != ".bin":
+            log(f"  wrote {path}" + (" (+ .bin)" if path.suffix == ".xml" else ""))
+    return finals
+
+
+def model_groups(onnx_files: Sequence[Path]) -> list[list[Path]]:
+    """``<Name>_{image_encoder,prompt_encoder,mask_decoder}.onnx`` grouped by ``<Name>``; others alone."""
+    groups: dict[str, list[Path]] = {}
+    for path in onnx_files:
+        key = path.stem
+        for spec in GRAPHS:
+            if key.endswith(f"_{spec.suffix}"):
+                key = key[: -len(spec.suffix) - 1] + "_*"
+                break
+        groups.setdefault(key, []).append(path)
+    return list(groups.values())
 
 
 def convert_folder(in_dir: str | os.PathLike, out_dir: str | os.PathLike, compress_to_fp16: bool = True,
                    check: bool = True, log: Log = print) -> list[Path]:
-    """Every ``*.onnx`` of ``in_dir`` -> ``out_dir/<same>.xml/.bin``; ``*.npy`` copied. Returns written paths."""
+    """Every ``*.onnx`` of ``in_dir`` -> ``out_dir/<same>.xml/.bin``; ``*.npy`` copied. Returns written paths.
+
+    A model's graphs are converted and checked together and appear together (``convert_group``);
+    the ``*.npy`` copies come with the first model. A failed check stops the run and leaves that
+    model's earlier files in place.
+    """
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if not in_dir.is_dir():
         raise FileNotFoundError(f"{in_dir}: no such folder")
     onnx_files = sorted(in_dir.glob("*.onnx"))
     if not onnx_files:
         raise FileNotFoundError(f"{in_dir}: no *.onnx files")
-    written = [copy_file(npy, out_dir / npy.name) for npy in sorted(in_dir.glob("*.npy"))]
-    for npy in written:
-        log(f"copied {npy}")
+    copies = [(npy, out_dir / npy.name) for npy in sorted(in_dir.glob("*.npy"))]
     image_pe = load_positional_encoding(in_dir)
-    for i, onnx_path in enumerate(onnx_files, 1):
+    written: list[Path] = []
+    groups = model_groups(onnx_files)
+    for i, group in enumerate(groups, 1):
         start = time.perf_counter()
-        log(f"[{i}/{len(onnx_files)}] {onnx_path}")
-        written.append(convert_onnx(onnx_path, out_dir / f"{onnx_path.stem}.xml", compress_to_fp16, check,
-                                    image_pe, log))
+        log(f"[{i}/{len(groups)}] " + ", ".join(str(p) for p in group))
+        written += convert_group([(p, out_dir / f"{p.stem}.xml") for p in group], compress_to_fp16, check,
+                                 image_pe, log, copies=copies if i == 1 else ())
         log(f"  done in {time.perf_counter() - start:.1f} s")
     return written
 

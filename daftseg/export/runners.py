@@ -53,7 +53,9 @@ class OpenVinoGraph:
             (p.get_any_name(), tuple(None if d.is_dynamic else d.get_length() for d in p.get_partial_shape()))
             for p in self.model.inputs
         ]
-        self.output_names = [p.get_any_name() for p in self.compiled.outputs]
+        # names as the IR declares them: compiling may fold a trailing no-op (the graphs' final
+        # reshape) and give the port its producer's name as well, which get_any_name may pick
+        self.output_names = [p.get_any_name() for p in self.model.outputs]
 
     def __call__(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         result = self.compiled(dict(feeds))

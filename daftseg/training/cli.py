@@ -62,10 +62,22 @@ def build_parser(stage: str, prog: str | None = None) -> argparse.ArgumentParser
         w.add_argument("-teacher_checkpoint", default=TEACHER_DEFAULT,
                        help="LiteMedSAM checkpoint; its image_encoder.* (TinyViT) is the frozen teacher")
     w.add_argument("-resume", default="work_dir_evit/base/medsam_lite_latest.pth" if finetuning else "",
-                   help="checkpoint to continue from, if the file exists (model, optimizer, scheduler, "
-                        "epoch, RNG states); -num_epochs is the total to reach")
+                   help="checkpoint to continue from (model, optimizer, scheduler, epoch, RNG states); "
+                        "-num_epochs is the total to reach. If the file does not exist a new run starts, "
+                        "but only in an empty or absent -work_dir (otherwise: an error naming the path); "
+                        "'' = none")
     w.add_argument("-work_dir", default="work_dir_evit/base" if finetuning else "./workdir",
-                   help="run folder: checkpoints, config.json, train_log.csv, train_loss.png")
+                   help="run folder: checkpoints, config.json, train_log.csv, train_loss.png. A folder "
+                        "that already holds a run is only continued (-resume with its checkpoint) or "
+                        "replaced (--overwrite)")
+    w.add_argument("--overwrite", action="store_true",
+                   help="start in a -work_dir that already holds a run (checkpoints, train_log.csv or "
+                        "config.json): that run's checkpoints, log, plots and config are deleted first")
+    w.add_argument("--trust_checkpoint", action="store_true",
+                   help="load weight files (-pretrained_checkpoint, -resume"
+                        + (", -teacher_checkpoint" if not finetuning else "") + ") that hold Python objects "
+                        "beyond tensors and plain data, by unpickling them in full, which runs any code "
+                        "stored in them: only for files you trust. Without it such files are refused")
 
     o = p.add_argument_group("optimisation")
     o.add_argument("-num_epochs", type=int, default=10, help="total number of epochs")

@@ -7,7 +7,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from daftseg.atomic import atomic_write_text
+
 STAGES = ("distill", "finetune", "finetune3d")
+
+
+class InvalidSetting(ValueError):
+    """A setting out of its range; the message names it."""
 
 
 @dataclass
@@ -29,6 +35,8 @@ class TrainConfig:
     from_scratch: bool = False
     resume: str = ""
     work_dir: str = "./workdir"
+    overwrite: bool = False  # replace a run already in work_dir
+    trust_checkpoint: bool = False  # unpickle weight files in full (can run code in them)
     # optimisation (spec §5.1, §5.3)
     num_epochs: int = 10
     batch_size: int = 4
@@ -50,14 +58,14 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
-            raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
+            raise InvalidSetting(f"stage must be one of {STAGES}, got {self.stage!r}")
         if self.amp not in ("none", "bf16"):
-            raise ValueError(f"amp must be 'none' or 'bf16', got {self.amp!r}")
+            raise InvalidSetting(f"amp must be 'none' or 'bf16', got {self.amp!r}")
         for name in ("batch_size", "grad_accum", "num_epochs"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise InvalidSetting(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.bbox_shift < 0 or self.num_workers < 0 or self.max_steps < 0:
-            raise ValueError("bbox_shift, num_workers and max_steps must not be negative")
+            raise InvalidSetting("bbox_shift, num_workers and max_steps must not be negative")
 
     @property
     def every_slice(self) -> bool:
@@ -68,4 +76,4 @@ class TrainConfig:
         return asdict(self)
 
     def write(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")

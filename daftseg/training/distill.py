@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from daftseg.training.cli import parse_config
 from daftseg.training.config import TrainConfig
 from daftseg.training.pretrained import load_student, load_teacher
-from daftseg.training.runner import run_stage
+from daftseg.training.runner import run_main
 from daftseg.training.tasks import DistillationTask
 
 STUDENT = "efficientvit_sam_l0"
@@ -20,12 +19,11 @@ def make_task(config: TrainConfig, resuming: bool, log: Callable[[str], None] = 
 
     student = build_model(STUDENT).image_encoder
     if not resuming:
-        log(load_student(student, config.pretrained_checkpoint, config.nopretrain))
+        log(load_student(student, config.pretrained_checkpoint, config.nopretrain, config.trust_checkpoint))
     teacher = build_model(TEACHER).image_encoder
-    log(load_teacher(teacher, config.teacher_checkpoint))
+    log(load_teacher(teacher, config.teacher_checkpoint, config.trust_checkpoint))
     return DistillationTask(student, teacher, model_name=STUDENT, model_part="image_encoder")
 
 
 def main(argv: list[str] | None = None) -> int:
-    run_stage(parse_config("distill", argv, prog="distill_fulldataset.py"), make_task)
-    return 0
+    return run_main("distill", argv, "distill_fulldataset.py", make_task)

@@ -7,11 +7,9 @@ file counts as one slice (the original counted its height).
 
 from __future__ import annotations
 
-from daftseg.training.cli import parse_config
 from daftseg.training.finetune import make_task
-from daftseg.training.runner import run_stage
+from daftseg.training.runner import run_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    run_stage(parse_config("finetune3d", argv, prog="finetune_npz_devit_fulldataset3D.py"), make_task)
-    return 0
+    return run_main("finetune3d", argv, "finetune_npz_devit_fulldataset3D.py", make_task)

@@ -1,21 +1,40 @@
-"""Per-epoch log of a run: ``train_log.csv`` and the ``train_loss.png`` plot in the work dir."""
+"""What a run writes besides checkpoints: ``config.json``, ``train_log.csv``, ``train_loss.png`` and
+``sanity_check.png`` in the work dir. Every file is written atomically (``daftseg.atomic``): a run
+killed or failing mid-write leaves the previous version or none, never half a file."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 from pathlib import Path
 from typing import Any
 
-from daftseg.atomic import atomic_open
+from daftseg.atomic import atomic_open, atomic_path, atomic_write_text
 
 LOG_NAME = "train_log.csv"
 PLOT_NAME = "train_loss.png"
+SANITY_NAME = "sanity_check.png"
+CONFIG_NAME = "config.json"
 FIELDS = ("epoch", "global_step", "train_loss", "val_loss", "best_loss", "lr", "epoch_seconds",
           "samples_per_second", "time")
 _TITLES = {"distill": "Distillation loss (MSE of embeddings)",
            "finetune": "Dice + Binary Cross Entropy + IoU Loss",
            "finetune3d": "Dice + Binary Cross Entropy + IoU Loss"}
+
+
+def write_config(work_dir: str | os.PathLike, info: dict[str, Any]) -> Path:
+    """``config.json``: the run's resolved settings."""
+    path = Path(work_dir) / CONFIG_NAME
+    atomic_write_text(path, json.dumps(info, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def _save_png(fig: Any, path: Path) -> Path:
+    # the temporary name ends in .tmp, so the format is given, not guessed from the name
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
 
 
 def read_log(work_dir: str | os.PathLike) -> list[dict[str, str]]:
@@ -56,8 +75,10 @@ def plot_losses(work_dir: str | os.PathLike, rows: list[dict[str, str]], stage: 
     ax.set_ylabel("Loss")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(Path(work_dir) / PLOT_NAME)
-    plt.close(fig)
+    try:
+        _save_png(fig, Path(work_dir) / PLOT_NAME)
+    finally:
+        plt.close(fig)
 
 
 def save_sanity_check(work_dir: str | os.PathLike, batch: dict[str, Any], count: int = 4) -> Path:
@@ -77,7 +98,7 @@ def save_sanity_check(work_dir: str | os.PathLike, batch: dict[str, Any], count:
         ax.set_title(os.path.basename(str(batch["image_name"][i])), fontsize=8)
         ax.axis("off")
     fig.tight_layout()
-    path = Path(work_dir) / "sanity_check.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    try:
+        return _save_png(fig, Path(work_dir) / SANITY_NAME)
+    finally:
+        plt.close(fig)

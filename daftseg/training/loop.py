@@ -2,13 +2,13 @@
 
 Per epoch (as the original, spec §5.1): train over the loader, optionally validate, step
 ``ReduceLROnPlateau`` on the monitored loss (validation loss with ``-valcsv``, else the mean
-training loss), write ``medsam_lite_latest.pth`` and, on improvement, ``medsam_lite_best.pth``,
-then append to ``train_log.csv`` and redraw ``train_loss.png``. Only rank 0 writes or prints.
+training loss), append to ``train_log.csv``, write ``medsam_lite_latest.pth`` and, on improvement,
+``medsam_lite_best.pth``, then redraw ``train_loss.png``. Only rank 0 writes or prints; every
+write is atomic, so a run killed at any moment resumes from its latest checkpoint.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from contextlib import nullcontext
@@ -67,7 +67,7 @@ class Trainer:
         self.resumed_from = ""
         if config.resume and Path(config.resume).is_file():
             self.progress, notes = resume(config.resume, self.model, self.optimizer, self.scheduler,
-                                          config.to_dict())
+                                          config.to_dict(), trust=config.trust_checkpoint)
             self.resumed_from = config.resume
             print_main(env, f"Resumed from {config.resume} after epoch {self.progress.epoch}")
             for note in notes:
@@ -224,8 +224,10 @@ class Trainer:
             if env.is_main:
                 ckpt = make_checkpoint(self.model, self.optimizer, self.scheduler, self.progress, train_loss,
                                        val_loss, cfg.to_dict(), self.task.model_name, self.task.model_part)
-                save_checkpoint(ckpt, work_dir, improved)
+                # the log row first: a run killed in between resumes from the previous checkpoint,
+                # redoes this epoch and rewrites the row, so the log never misses an epoch
                 logged = history.append_log(work_dir, row)  # includes the epochs before a resume
+                save_checkpoint(ckpt, work_dir, improved)
                 history.plot_losses(work_dir, logged, cfg.stage)
                 val_text = f", val {val_loss:.5f}" if val_loss is not None else ""
                 print(f"Epoch {epoch}: train {train_loss:.5f}{val_text}, {row['samples_per_second']} samples/s",
@@ -246,7 +248,7 @@ class Trainer:
         info = {**self.cfg.to_dict(), "world_size": self.env.world_size, "torch": torch.__version__,
                 "resumed_from": self.resumed_from, "train_items": len(self.train_set),
                 "model_name": self.task.model_name, "model_part": self.task.model_part}
-        (work_dir / "config.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+        history.write_config(work_dir, info)
 
     def _sanity_check(self, work_dir: Path) -> Path:
         self.train_sampler.set_epoch(self.progress.epoch + 1)

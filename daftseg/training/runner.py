@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import random
+import sys
 import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from daftseg.checkpoints import CheckpointError
 from daftseg.data.file_lists import load_file_list
 from daftseg.data.npz_dataset import NpzDataset
-from daftseg.training.config import TrainConfig
+from daftseg.training.cli import parse_config
+from daftseg.training.config import InvalidSetting, TrainConfig
 from daftseg.training.distributed import barrier, init_distributed, print_main, shutdown
 from daftseg.training.loop import Trainer, TrainResult
 from daftseg.training.tasks import TrainTask
+from daftseg.training.workdir import WorkDirError, check_work_dir, remove_stale
 
 # make_task(config, resuming, log) -> task; ``resuming``: the weights will come from -resume
 TaskFactory = Callable[[TrainConfig, bool, Callable[[str], None]], TrainTask]
@@ -48,7 +51,13 @@ def describe(name: str, ds: NpzDataset) -> str:
 
 
 def run_stage(config: TrainConfig, make_task: TaskFactory) -> TrainResult:
-    """Train one stage as ``config`` says; works alone or under torchrun."""
+    """Train one stage as ``config`` says; works alone or under torchrun.
+
+    Raises ``WorkDirError`` before anything is loaded or written if the run would overwrite
+    another one (``daftseg.training.workdir``).
+    """
+    # every process checks before the process group forms: none has written anything yet
+    plan = check_work_dir(config)
     env = init_distributed(config.device)
     log = partial(print_main, env)
     try:
@@ -61,15 +70,31 @@ def run_stage(config: TrainConfig, make_task: TaskFactory) -> TrainResult:
         log(describe("Training", train_set))
         if val_set is not None:
             log(describe("Validation", val_set))
-        resuming = bool(config.resume) and Path(config.resume).is_file()
-        task = make_task(config, resuming, log)
+        task = make_task(config, plan.resuming, log)
         trainable = sum(p.numel() for p in task.model.parameters() if p.requires_grad)
         log(f"{config.stage} on {env.world_size} process(es), device {env.device}: "
             f"{trainable:,} trainable parameters")
-        result = Trainer(config, env, task, train_set, val_set).fit()
+        trainer = Trainer(config, env, task, train_set, val_set)
+        if env.is_main:  # only now: a run that fails to start leaves the old one in place
+            for path in remove_stale(plan):
+                log(f"replacing the earlier run: deleted {path}")
+        result = trainer.fit()
         # rank 0 still writes checkpoints and plots; tearing gloo down on one rank while another
         # is busy could abort the process ("terminate called without an active exception")
         barrier(env)
         return result
     finally:
         shutdown(env)
+
+
+def run_main(stage: str, argv: list[str] | None, prog: str, make_task: TaskFactory) -> int:
+    """A training script's ``main``: 0 when the run finished; 1, with one line on stderr naming the
+    file or folder and what is wrong, for an invalid setting, a refused work folder, or a missing,
+    refused or unfitting weights file."""
+    try:
+        config = parse_config(stage, argv, prog=prog)
+        run_stage(config, make_task)
+    except (WorkDirError, CheckpointError, FileNotFoundError, InvalidSetting) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 1
+    return 0

@@ -12,7 +12,8 @@ the original's names) is a dict with
 
 All values are tensors or plain Python data, so ``torch.load(weights_only=True)`` reads them.
 The original's checkpoints (``module.`` keys, no scheduler or RNG states) and 916bd4e's
-(``rng_state``, ``np_rng_state``, ...) resume too.
+(``rng_state``, ``np_rng_state``, ...; its NumPy RNG state is allow-listed in
+``daftseg.checkpoints``) resume too, weights-only as well.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import torch
 from torch import nn
 
 from daftseg.atomic import atomic_path
-from daftseg.checkpoints import atomic_save, clean_state_dict, load_weights, read_checkpoint
+from daftseg.checkpoints import CheckpointError, atomic_save, clean_state_dict, load_weights, read_checkpoint
 
 LATEST = "medsam_lite_latest.pth"
 BEST = "medsam_lite_best.pth"
@@ -113,17 +114,20 @@ def _atomic_link_or_copy(src: Path, dst: Path) -> None:
 
 
 def resume(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer,
-           scheduler: Any, config: dict[str, Any] | None = None) -> tuple[Progress, list[str]]:
+           scheduler: Any, config: dict[str, Any] | None = None,
+           trust: bool = False) -> tuple[Progress, list[str]]:
     """Load ``path`` into model, optimizer, scheduler and the global RNGs.
+
+    The file is read weights-only (``read_checkpoint``); ``trust`` unpickles it in full.
 
     Returns the progress to continue from and notes on anything that could not be restored
     (an original checkpoint has no scheduler or RNG state) or that differs from ``config``.
     """
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path, trust)
     if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise ValueError(f"{path}: not a training checkpoint (no 'model' entry); to start from "
-                         f"weights use -pretrained_checkpoint")
-    load_weights(model, ckpt, prefix="")
+        raise CheckpointError(f"{path}: not a training checkpoint (no 'model' entry); to start from "
+                              f"weights use -pretrained_checkpoint")
+    load_weights(model, ckpt, prefix="", name=str(path))
     notes: list[str] = []
     if "optimizer" in ckpt and not _load_optimizer(optimizer, ckpt["optimizer"]):
         notes.append("optimizer state does not match the parameters; starting with a fresh optimizer")
