@@ -5,6 +5,11 @@ Generates synthetic challenge cases, obtains OpenVINO models (in this order: an 
 ``liteov.py``; random weights only if none can be had), runs ``PerfectMetaOpenVINO.py`` and
 ``evaluation/compute_metrics.py``, and writes a report folder. Each stage runs as the command a
 user would type, printed before it runs.
+
+The demo folder (``--out``, relative to the current folder) is the demo's own: a marker file
+``.daftseg-demo`` is written when the demo creates it (or finds it empty), and a later run deletes
+only the entries it makes (``imgs``, ``gts``, ``segs``, ``report``, ...) and only in a folder holding
+that marker. A folder the demo did not create is refused, and nothing in it is touched.
 """
 
 from __future__ import annotations
@@ -17,8 +22,42 @@ import sys
 import time
 from pathlib import Path
 
+from daftseg.atomic import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 LITE_WEIGHTS = Path("work_dir/LiteMedSAM/lite_medsam.pth")
+MARKER = ".daftseg-demo"
+# everything the demo writes into its folder; a rerun deletes these and nothing else
+OWN_ENTRIES = ("imgs", "gts", "segs", "report", "openvinocache", "random_openvinomodels", "random_onnx",
+               "random_lite_medsam.pth", "scans")
+
+
+class NotDemoFolder(Exception):
+    """The --out folder exists, is not empty and was not made by the demo."""
+
+
+def claim_folder(out: Path) -> None:
+    """Make ``out`` the demo's folder and clear what an earlier demo run left there.
+
+    A missing or empty folder is claimed (marker written). A folder with the marker has the
+    demo's own entries removed (a symbolic link among them is unlinked, never followed). Any other
+    folder raises ``NotDemoFolder`` before anything is deleted.
+    """
+    marker = out / MARKER
+    if out.exists() and not out.is_dir():
+        raise NotDemoFolder(f"--out {out} is a file, not a folder")
+    if out.is_dir() and not marker.is_file() and any(out.iterdir()):
+        raise NotDemoFolder(f"--out {out} is not empty and was not created by the demo (no {MARKER} "
+                            "file in it); nothing was deleted. Choose a new or empty folder")
+    if not marker.is_file():
+        atomic_write_text(marker, "This folder was created by daftseg's demo (demo.sh); a rerun replaces "
+                                  f"{', '.join(OWN_ENTRIES)} here and nothing else.\n")
+    for name in OWN_ENTRIES:
+        entry = out / name
+        if entry.is_symlink() or entry.is_file():
+            entry.unlink()
+        elif entry.is_dir():
+            shutil.rmtree(entry)
 
 
 def run(cmd: list[str]) -> None:
@@ -35,8 +74,8 @@ def obtain_models(args: argparse.Namespace, out: Path) -> tuple[Path, str]:
     """Folder of OpenVINO IR to use, and a sentence saying which weights these are."""
     py = sys.executable
     models_dir = Path(args.models_dir)
-    if has_ir(ROOT / models_dir):
-        names = sorted(p.name.removesuffix("_image_encoder.xml") for p in (ROOT / models_dir).glob("*_image_encoder.xml"))
+    if has_ir(models_dir):
+        names = sorted(p.name.removesuffix("_image_encoder.xml") for p in models_dir.glob("*_image_encoder.xml"))
         return models_dir, f"existing OpenVINO models in {models_dir}/ ({', '.join(names)})"
     weights = sorted((ROOT / "models").glob("*.pth"))
     if weights:
@@ -65,24 +104,32 @@ def obtain_models(args: argparse.Namespace, out: Path) -> tuple[Path, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="demo.sh", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="test_demo", help="demo folder (imgs/, gts/, segs/, report/)")
-    parser.add_argument("--models_dir", default="openvinomodels",
-                        help="OpenVINO models to use if present, else where the export goes")
+    parser.add_argument("--out", default="test_demo",
+                        help="demo folder (imgs/, gts/, segs/, report/), relative to the current folder; it must be "
+                             "new, empty or an earlier demo's (a rerun deletes only what the demo wrote there)")
+    parser.add_argument("--models_dir", default=None,
+                        help="OpenVINO models to use if present, else where the export goes "
+                             f"(relative to the current folder; default {ROOT / 'openvinomodels'})")
     parser.add_argument("--size", type=int, default=512, help="longest in-plane side of the synthetic cases")
     parser.add_argument("--max_slices", type=int, default=40, help="depth cap of the synthetic 3D cases")
-    parser.add_argument("--no_fetch", action="store_true", help="never download the LiteMedSAM weights")
+    parser.add_argument("--no_fetch", action="store_true", help="never download the LiteMedSAM weights (nor the MNI152 template)")
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
     py = sys.executable
-    out = Path(args.out)
+    # the stages run from the repository root: hand them absolute paths
+    out = Path(args.out).resolve()
+    args.models_dir = Path(args.models_dir).resolve() if args.models_dir else ROOT / "openvinomodels"
     report = out / "report"
-    for sub in ("imgs", "gts", "segs", "report"):
-        shutil.rmtree(ROOT / out / sub, ignore_errors=True)
+    try:
+        claim_folder(out)
+    except (NotDemoFolder, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     run([py, "-m", "daftseg.data.synthetic", "-o", str(out), "--size", str(args.size),
          "--max_slices", str(args.max_slices)])
     models_dir, weights_used = obtain_models(args, out)
-    (ROOT / report).mkdir(parents=True, exist_ok=True)
+    report.mkdir(parents=True, exist_ok=True)
     t_infer = time.perf_counter()
     run([py, "PerfectMetaOpenVINO.py", "-i", str(out / "imgs"), "-o", str(out / "segs"), "-m", str(models_dir),
          "--cache_dir", str(out / "openvinocache"), "--timing_csv", str(report / "timing.csv"),
@@ -91,8 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     run([py, "evaluation/compute_metrics.py", "-s", str(out / "segs"), "-g", str(out / "gts"),
          "-csv_dir", str(report / "metrics.csv"), "-num_workers", "2", "--plot", str(report / "metrics.png")])
 
-    overlays = sorted((report / "overlays" / p.name) for p in (ROOT / report / "overlays").glob("*.png"))
-    with open(ROOT / report / "timing.csv") as f:
+    # scans as a user has them (NIfTI), through daftseg-segment: daftseg/demo_scans.py
+    from daftseg.demo_scans import run as segment_scans
+
+    scan_lines = segment_scans(out / "scans", models_dir, out / "openvinocache", ROOT, fetch=not args.no_fetch)
+
+    overlays = sorted((report / "overlays").glob("*.png"))
+    with open(report / "timing.csv", newline="") as f:
         n_cases = sum(1 for _ in csv.DictReader(f))
     print("\n" + "=" * 72)
     print(f"weights used : {weights_used}")
@@ -101,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bar chart    : {report / 'metrics.png'}")
     print(f"overlays     : {len(overlays)} PNG in {report / 'overlays'}"
           + (f" (e.g. {overlays[0]})" if overlays else ""))
+    for line in scan_lines:
+        print(f"own scans    : {line}")
     print(f"report       : {report}/   (demo took {time.perf_counter() - t0:.0f} s)")
     return 0
 

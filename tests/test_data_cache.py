@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -82,3 +83,48 @@ def test_cli_builds_the_cache(tmp_path):
             "-num_workers", "1"]
     assert preprocess_cache.main(argv) == 0
     assert len(list((tmp_path / "c").glob("*.json"))) == 3
+
+
+def _write_plain(path: Path, seed: int) -> None:
+    """An uncompressed npz: its size depends only on the shapes and dtypes, not the values."""
+    rng = np.random.default_rng(seed)
+    gts = rng.integers(0, 3, (40, 50), dtype=np.uint8)
+    np.savez(path, imgs=rng.integers(0, 256, (40, 50, 3), dtype=np.uint8), gts=gts)
+
+
+def test_regenerated_npz_of_the_same_size_is_not_served_from_the_cache(tmp_path):
+    src = tmp_path / "A.npz"
+    _write_plain(src, 1)
+    cache = SliceCache(tmp_path / "cache")
+    cache.add(src)
+    size, mtime = src.stat().st_size, src.stat().st_mtime_ns
+    _write_plain(src, 2)  # new values, same size; the same mtime too, as on a coarse-clock filesystem
+    os.utime(src, ns=(mtime, mtime))
+    assert src.stat().st_size == size
+    assert cache.lookup(src) is None
+    assert NpzDataset([str(src)], cache_dir=tmp_path / "cache").num_cached == 0
+    entry = cache.add(src)
+    with np.load(src) as z:
+        fresh = resize_slice(z["imgs"], z["gts"])
+    assert np.array_equal(entry.read(0)[0], fresh[0]) and np.array_equal(entry.read(0)[1], fresh[1])
+    # the same content rewritten (a copy, a touch) keeps the entry: identity is the content
+    src.write_bytes(src.read_bytes())
+    assert cache.lookup(src) is not None
+
+
+def test_failed_rebuild_leaves_no_temporaries_and_serves_nothing_stale(tmp_path, monkeypatch):
+    src = tmp_path / "A.npz"
+    _write_plain(src, 1)
+    cache = SliceCache(tmp_path / "cache")
+    cache.add(src)
+    _write_plain(src, 2)
+
+    def broken_save(*_a, **_k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(preprocess_cache.np, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        cache.add(src, overwrite=True)
+    monkeypatch.undo()
+    assert cache.lookup(src) is None
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".")]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 
+import pytest
 from ov_toy_models import write_toy_models
 
+from daftseg.demo import MARKER, ROOT, NotDemoFolder, claim_folder
 from daftseg.demo import main as demo_main
 
 
@@ -26,3 +28,44 @@ def test_demo_with_existing_models(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert f"existing OpenVINO models in {models}/ (lite_medsam)" in printed
     assert "RANDOM WEIGHTS" not in printed
+
+
+def test_demo_refuses_a_folder_it_did_not_create(tmp_path, monkeypatch, capsys):
+    """A relative --out is taken from the current folder; a folder without the marker is left alone."""
+    monkeypatch.chdir(tmp_path)
+    mine = tmp_path / "mine"
+    (mine / "imgs").mkdir(parents=True)
+    (mine / "imgs" / "precious.npz").write_bytes(b"user data")
+    (mine / "report").mkdir()
+    assert demo_main(["--out", "mine", "--no_fetch"]) == 1
+    err = capsys.readouterr().err
+    assert f"--out {mine} is not empty and was not created by the demo" in err
+    assert (mine / "imgs" / "precious.npz").read_bytes() == b"user data"
+    assert sorted(p.name for p in mine.iterdir()) == ["imgs", "report"]  # no marker was planted
+    assert not (ROOT / "mine").exists()
+
+
+def test_demo_folder_rerun_deletes_only_its_own_entries(tmp_path):
+    out = tmp_path / "demo"
+    claim_folder(out)  # a new folder is claimed
+    assert (out / MARKER).is_file()
+    (out / "imgs").mkdir()
+    (out / "imgs" / "old.npz").write_bytes(b"old case")
+    (out / "random_lite_medsam.pth").write_bytes(b"x")
+    (out / "notes.txt").write_text("the user's own file")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.npz").write_bytes(b"keep")
+    (out / "segs").symlink_to(elsewhere, target_is_directory=True)
+    claim_folder(out)
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "notes.txt"]
+    assert (elsewhere / "keep.npz").read_bytes() == b"keep"  # a link is removed, never followed
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    claim_folder(empty)  # an empty folder is adopted
+    assert [p.name for p in empty.iterdir()] == [MARKER]
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    with pytest.raises(NotDemoFolder, match="is a file"):
+        claim_folder(a_file)

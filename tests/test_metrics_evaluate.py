@@ -96,10 +96,10 @@ def test_main_writes_csv_and_summary(tmp_path, cases, capsys):
     targets = [r["target"] for r in summary]
     assert targets == ["CT", "US", "X-Ray", "Dermoscopy", "Endoscopy", "Fundus", "Microscopy", "Average"]
     ct_row = summary[0]
-    assert ct_row["cases"] == "1" and ct_row["nan_cases"] == "0"
+    assert ct_row["cases"] == "1" and ct_row["nan_cases"] == "0" and ct_row["missing"] == "0"
     assert float(ct_row["dsc_pct"]) == pytest.approx(100 * float(ct["dsc"]), abs=0.01)
     md = (tmp_path / "out" / "metrics_summary.md").read_text()
-    assert md.startswith("| Target | Cases | NaN | DSC % | NSD % |") and "| **Average** |" in md
+    assert md.startswith("| Target | Cases | Missing | NaN | DSC % | NSD % |") and "| **Average** |" in md
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp files left
 
 
@@ -147,7 +147,7 @@ def test_spacing_is_used_as_stored(tmp_path, cases):
     with pytest.warns(RuntimeWarning) as caught:
         results = evaluate_folder(tmp_path / "segs", tmp_path / "gts", num_workers=1, progress=False)
     messages = [str(w.message) for w in caught]
-    assert len(messages) == 4 and all("(scored as NaN)" in m for m in messages)  # one per broken case
+    assert len(messages) == 4 and all("NaN" in m for m in messages)  # one per broken case
     assert {r.case: r.error for r in results}["2DBox_Dermoscope_0003.npz"] == \
         "cannot read prediction: ValueError: not an npz (zip) file"
     [r] = [r for r in results if r.case == "3DBox_CT_0001.npz"]
@@ -186,7 +186,8 @@ def test_target_of(name, target):
 def test_summarize_means_skip_nan_and_average_is_mean_of_targets():
     rows = summarize(["3DBox_CT_1.npz", "3DBox_CT_2.npz", "2DBox_US_1.npz", "2DBox_US_2.npz"],
                      [0.8, 0.6, 1.0, float("nan")], [0.9, 0.7, 1.0, float("nan")])
-    assert [(r.target, r.cases, r.nan_cases) for r in rows] == [("CT", 2, 0), ("US", 2, 1), ("Average", 4, 1)]
+    assert [(r.target, r.cases, r.missing, r.nan_cases) for r in rows] == \
+        [("CT", 2, 0, 0), ("US", 2, 0, 1), ("Average", 4, 0, 1)]
     assert rows[0].dsc_pct == pytest.approx(70.0) and rows[1].dsc_pct == pytest.approx(100.0)
     assert rows[2].dsc_pct == pytest.approx(85.0) and rows[2].nsd_pct == pytest.approx(90.0)
 
@@ -205,3 +206,37 @@ def test_entry_point_runs_from_repo_root(tmp_path, cases):
     assert proc.returncode == 1, proc.stderr
     assert "CT" in proc.stdout and "Average" in proc.stdout
     assert out.read_text().startswith("case,dsc,nsd\n2DBox_Dermoscope_0003.npz,nan,nan\n")
+
+
+def test_missing_predictions_count_as_zero_in_the_summary(tmp_path, cases, capsys):
+    """Two X-Ray cases, one scored, one without prediction: the mean halves instead of staying put."""
+    gts, segs = tmp_path / "gts", tmp_path / "segs"
+    for name in ("2DBox_Endoscope_0002.npz", "2DBox_Dermoscope_0003.npz", "2DBox_US_0004.npz",
+                 "2DBox_Fundus_0005.npz"):
+        (gts / name).unlink()
+    [xray] = [n for n in cases if "XRay" in n]
+    gt, pred = cases[xray]
+    np.savez_compressed(gts / "2DBox_XRay_0099.npz", gts=gt)  # its prediction is never written
+    out = tmp_path / "m.csv"
+    assert main(["-s", str(segs), "-g", str(gts), "-csv_dir", str(out), "-num_workers", "1", "--no-progress"]) == 1
+    scored = score_case(gt, pred, None)
+    by_name = {r["case"]: r for r in read_csv(out)}
+    assert by_name["2DBox_XRay_0099.npz"]["dsc"] == "nan"  # the per-case CSV says what was computed
+    row = {r["target"]: r for r in read_csv(tmp_path / "m_summary.csv")}["X-Ray"]
+    assert (row["cases"], row["missing"], row["nan_cases"]) == ("2", "1", "0")
+    assert float(row["dsc_pct"]) == pytest.approx(100 * scored.dsc / 2, abs=0.01)
+    assert float(row["nsd_pct"]) == pytest.approx(100 * scored.nsd / 2, abs=0.01)
+    printed = capsys.readouterr()
+    note = "1 of 4 cases had no usable prediction"
+    assert note in printed.out, printed.out
+    assert note in (tmp_path / "m_summary.md").read_text()
+    assert "1 of them for want of a usable prediction" in printed.err
+
+
+def test_summarize_scores_missing_cases_zero_but_skips_other_nan():
+    rows = summarize(["2DBox_US_1.npz", "2DBox_US_2.npz", "2DBox_US_3.npz"], [0.9, float("nan"), float("nan")],
+                     [0.8, float("nan"), float("nan")], missing=[False, True, False])
+    us = rows[0]
+    assert (us.cases, us.missing, us.nan_cases) == (3, 1, 1)
+    assert us.dsc_pct == pytest.approx(45.0) and us.nsd_pct == pytest.approx(40.0)
+    assert rows[-1].missing == 1

@@ -155,7 +155,7 @@ def test_label_box_helpers():
 
 
 def test_every_case_name_routes_by_its_own_prefix_rule():
-    """Each synthetic name hits a ``startswith`` rule of configs/modalities.toml, never the fallback."""
+    """Each synthetic name hits a ``startswith`` rule of daftseg/configs/modalities.toml, never the fallback."""
     from daftseg.inference import routing
 
     table = routing.RoutingTable.load()

@@ -9,9 +9,11 @@ per source npz, exactly what the dataset would compute before padding (``resize_
     <cache_dir>/<stem>-<hash>.json      written last: marks the entry complete
 
 ``S`` is the number of slices (1 for a 2D case). ``hash`` is taken from the source's real path, so
-equal basenames in different folders (XRay_COVID-QU-Ex-lungMask) never collide; an entry whose
-recorded source size differs from the file on disk is ignored. Samples drawn through the cache are
-bit-identical to samples drawn from the npz (tests/test_data_cache.py).
+equal basenames in different folders (XRay_COVID-QU-Ex-lungMask) never collide. An entry is used
+only while the source's content fingerprint (``source_fingerprint``: size and the zip directory's
+per-array CRC-32s) is the one recorded when it was built, so a regenerated npz, even one of the
+same size, is never served from old slices. Samples drawn through the cache are bit-identical to
+samples drawn from the npz (tests/test_data_cache.py).
 
 Build it with ``python -m daftseg.data.preprocess_cache -data_root ... -datacsv ... -cache_dir ...``.
 """
@@ -22,6 +24,7 @@ import argparse
 import hashlib
 import json
 import os
+import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +32,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from daftseg.atomic import atomic_open, atomic_write_text
+from daftseg.atomic import atomic_paths, atomic_write_text
 from daftseg.geometry import resize_longest_side, to_rgb
 
-CACHE_VERSION = 1
+# 2: entries are matched by content fingerprint (version 1 compared the file size only)
+CACHE_VERSION = 2
 # dtypes cv2.resize handles with INTER_AREA; anything else is converted first
 _RESIZABLE = (np.uint8, np.uint16, np.int16, np.float32, np.float64)
 
@@ -66,6 +70,24 @@ def read_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """``imgs`` and ``gts`` of a training npz (spec §3.1)."""
     with np.load(path, allow_pickle=False) as npz:
         return npz["imgs"], npz["gts"]
+
+
+def source_fingerprint(path: str | os.PathLike) -> str:
+    """Content identity of an npz, read without decompressing anything.
+
+    The size plus a hash of the zip central directory: every array's name, CRC-32 of its bytes and
+    sizes, which ``np.savez`` records. Rewriting an array with other values changes its CRC even
+    when the file size stays the same. A file that is not a zip is hashed whole.
+    """
+    h = hashlib.sha256(f"{os.stat(path).st_size}\n".encode())
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                h.update(f"{info.filename}\0{info.CRC:08x}\0{info.file_size}\0{info.compress_size}\n".encode())
+    except zipfile.BadZipFile:
+        with open(path, "rb") as f:
+            h.update(hashlib.file_digest(f, "sha256").digest())
+    return h.hexdigest()
 
 
 def is_volume(labels: np.ndarray | tuple[int, ...]) -> bool:
@@ -106,7 +128,7 @@ class SliceCache:
         base = self.dir / self.key(source)
         try:
             meta = json.loads(base.with_suffix(".json").read_text())
-            if meta.get("version") != CACHE_VERSION or meta.get("size") != os.stat(source).st_size:
+            if meta.get("version") != CACHE_VERSION or meta.get("fingerprint") != source_fingerprint(source):
                 return None
         except (OSError, ValueError):
             return None
@@ -117,6 +139,8 @@ class SliceCache:
         """Resize every slice of ``source`` and store it (atomically, metadata last)."""
         if not overwrite and (entry := self.lookup(source)) is not None:
             return entry
+        # taken before reading: if the source changes meanwhile, the entry is stale, never wrong
+        fingerprint, size = source_fingerprint(source), os.stat(source).st_size
         imgs, gts = read_npz(source)
         volume = is_volume(gts)
         pairs = ([resize_slice(imgs[s], gts[s]) for s in range(gts.shape[0])] if volume
@@ -127,10 +151,13 @@ class SliceCache:
             labels = labels.astype(np.uint8)  # halves the cache for the usual few-label maps
         self.dir.mkdir(parents=True, exist_ok=True)
         base = self.dir / self.key(source)
-        _atomic_npy(image, str(base) + ".img.npy")
-        _atomic_npy(labels, str(base) + ".gts.npy")
-        meta = {"version": CACHE_VERSION, "source": os.path.realpath(source),
-                "size": os.stat(source).st_size, "is_3d": volume, "slices": len(pairs),
+        # the old metadata goes first: arrays and metadata of different builds never pair up
+        base.with_suffix(".json").unlink(missing_ok=True)
+        with atomic_paths([str(base) + ".img.npy", str(base) + ".gts.npy"]) as (image_tmp, labels_tmp):
+            np.save(image_tmp, image)
+            np.save(labels_tmp, labels)
+        meta = {"version": CACHE_VERSION, "source": os.path.realpath(source), "fingerprint": fingerprint,
+                "size": size, "is_3d": volume, "slices": len(pairs),
                 "original_shape": list(imgs.shape), "resized_hw": list(labels.shape[1:3])}
         atomic_write_text(base.with_suffix(".json"), json.dumps(meta))
         return CacheEntry(str(base) + ".img.npy", str(base) + ".gts.npy", volume, len(pairs))
@@ -165,11 +192,6 @@ def _progress(total: int, enabled: bool):
     from tqdm import tqdm  # optional at import time: the dataset itself never needs tqdm
 
     return tqdm(total=total, desc="caching", disable=not enabled)
-
-
-def _atomic_npy(array: np.ndarray, path: str) -> None:
-    with atomic_open(path, "wb") as f:
-        np.save(f, array)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,8 @@ import warnings
 from collections import defaultdict
 from pathlib import Path
 
+from daftseg.atomic import atomic_open
+
 SEED = 2024
 TRAIN_FRACTION = 0.8
 
@@ -67,8 +69,7 @@ def duplicate_basenames(files: list[str]) -> dict[str, list[str]]:
 
 def write_file_list(path: str | os.PathLike, files: list[str], basenames: bool = False) -> None:
     """CSV with column ``file`` (paths) or, with ``basenames``, column ``filename`` (93f1e55 layout)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
+    with atomic_open(path, "w") as f:  # creates the folder; a failed run leaves the previous list
         writer = csv.writer(f)
         writer.writerow(["filename" if basenames else "file"])
         writer.writerows([os.path.basename(p) if basenames else p] for p in files)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from daftseg.atomic import atomic_paths
 from daftseg.data.label_boxes import boxes_from_labels, jitter_boxes
 from daftseg.data.synthetic_shapes import add_noise, blob_mask, blur, canvas_2d, smooth_noise, to_uint8
 
@@ -284,13 +285,13 @@ def case_name(prefix: str, index: int) -> str:
 
 def write_case(case: SyntheticCase, out_dir: Path, name: str) -> tuple[Path, Path]:
     """Write ``<out_dir>/imgs/<name>`` (imgs, boxes[, spacing]) and ``<out_dir>/gts/<name>`` (gts[, spacing])."""
-    img_dir, gt_dir = Path(out_dir) / "imgs", Path(out_dir) / "gts"
-    img_dir.mkdir(parents=True, exist_ok=True)
-    gt_dir.mkdir(parents=True, exist_ok=True)
+    img_path, gt_path = Path(out_dir) / "imgs" / name, Path(out_dir) / "gts" / name
     extra = {} if case.spacing is None else {"spacing": case.spacing}
-    np.savez_compressed(img_dir / name, imgs=case.imgs, boxes=case.boxes, **extra)
-    np.savez_compressed(gt_dir / name, gts=case.gts, **extra)
-    return img_dir / name, gt_dir / name
+    # both or neither: an image without its ground truth would be scored as a missing case
+    with atomic_paths([img_path, gt_path]) as (img_tmp, gt_tmp):
+        np.savez_compressed(img_tmp, imgs=case.imgs, boxes=case.boxes, **extra)
+        np.savez_compressed(gt_tmp, gts=case.gts, **extra)
+    return img_path, gt_path
 
 
 def training_name(prefix: str, index: int) -> str:
@@ -306,9 +307,9 @@ def training_name(prefix: str, index: int) -> str:
 
 def write_training_npz(case: SyntheticCase, path: Path) -> Path:
     """Write a training-format file: ``imgs`` and ``gts`` (and ``spacing`` for 3D, which training ignores)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     extra = {} if case.spacing is None else {"spacing": case.spacing}
-    np.savez_compressed(path, imgs=case.imgs, gts=case.gts, **extra)
+    with atomic_paths([path]) as (tmp,):  # keeps the name: savez adds no second ".npz"
+        np.savez_compressed(tmp, imgs=case.imgs, gts=case.gts, **extra)
     return Path(path)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from daftseg.atomic import atomic_write_bytes
 from daftseg.inference.npz_io import Case
 from daftseg.inference.segmenter import CaseResult
 
@@ -33,22 +34,48 @@ def draw(image_rgb: np.ndarray, labels: np.ndarray, boxes_xy: np.ndarray, box_la
     return out
 
 
-def save_overlays(folder: Path, case: Case, result: CaseResult) -> list[Path]:
-    """Write the case's overlay PNG(s) into ``folder`` and return their paths."""
+def write_png(path: Path, image: np.ndarray) -> None:
+    """Encode ``image`` as PNG and write it atomically; an encoding failure is an error naming ``path``.
+
+    ``cv2.imwrite`` reports failure only by returning False and can leave half a file: encoding in
+    memory first makes both impossible to miss.
+    """
     import cv2
 
+    try:
+        ok, data = cv2.imencode(".png", image)
+    except cv2.error as e:
+        raise ValueError(f"{path}: PNG encoding failed: {' '.join(str(e).split())[:200]}") from None
+    if not ok:
+        raise ValueError(f"{path}: PNG encoding failed")
+    atomic_write_bytes(path, data.tobytes())
+
+
+def display_uint8(image: np.ndarray) -> np.ndarray:
+    """``image`` as uint8 for a PNG: unchanged if uint8, else its [min, max] stretched to [0, 255]."""
+    if image.dtype == np.uint8:
+        return image
+    x = image.astype(np.float64)
+    lo, hi = float(x.min()), float(x.max())
+    return np.round((x - lo) * (255.0 / max(hi - lo, 1e-12))).astype(np.uint8)
+
+
+def save_overlays(folder: Path, case: Case, result: CaseResult) -> list[Path]:
+    """Write the case's overlay PNG(s) into ``folder`` and return their paths."""
     folder.mkdir(parents=True, exist_ok=True)
     stem = Path(case.name).stem
     written = []
     if not case.is_3d:
         labels = list(range(1, len(case.boxes) + 1))
         path = folder / f"{stem}.png"
-        cv2.imwrite(str(path), draw(case.imgs, result.segs, case.boxes[:, :4], labels))
+        write_png(path, draw(display_uint8(case.imgs), result.segs, case.boxes[:, :4], labels))
         written.append(path)
         return written
     for idx, (box, z) in enumerate(zip(case.boxes, result.mid_slices), start=1):
-        grey = case.imgs[z]
+        if not 0 <= z < case.imgs.shape[0]:  # a box with no slice in the volume (segmented as nothing)
+            continue
+        grey = display_uint8(case.imgs[z])
         path = folder / f"{stem}_box{idx}_z{z}.png"
-        cv2.imwrite(str(path), draw(np.repeat(grey[:, :, None], 3, -1), result.segs[z], box[None, [0, 1, 3, 4]], [idx]))
+        write_png(path, draw(np.repeat(grey[:, :, None], 3, -1), result.segs[z], box[None, [0, 1, 3, 4]], [idx]))
         written.append(path)
     return written

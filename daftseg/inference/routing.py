@@ -1,4 +1,4 @@
-"""File name -> model name, from the routing table in ``configs/modalities.toml`` (spec §7.3).
+"""File name -> model name, from the routing table in ``daftseg/configs/modalities.toml`` (spec §7.3).
 
 The table is a list of rules tried in order; the first match wins. A rule has a ``model`` and
 either ``startswith`` or ``contains``, a list of case-sensitive patterns. A name no rule matches
@@ -17,8 +17,23 @@ from pathlib import Path
 
 log = logging.getLogger("daftseg.inference")
 
-DEFAULT_TABLE = Path(__file__).resolve().parents[2] / "configs" / "modalities.toml"
+# package data: installed with the wheel, so the default works outside a checkout too
+DEFAULT_TABLE = Path(__file__).resolve().parents[1] / "configs" / "modalities.toml"
 RULE_KINDS = ("startswith", "contains")
+# a model name becomes part of a file name (<models_dir>/<name>_image_encoder.xml): nothing in it
+# may lead out of the models folder
+_NOT_IN_MODEL_NAME = ("/", "\\", ":", "\0", "..")
+
+
+def check_model_name(name: object, source: str, where: str) -> str:
+    """``name`` if it is a plain file-name part, else a ValueError naming the table, rule and reason."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"routing table {source}: {where}: the model must be a non-empty string, got {name!r}")
+    bad = [c for c in _NOT_IN_MODEL_NAME if c in name]
+    if bad or Path(name).is_absolute():
+        raise ValueError(f"routing table {source}: {where}: model {name!r} is not a plain name (model names "
+                         f"become file names in the models folder: no path separators, ':', NUL or '..')")
+    return name
 
 
 @dataclass(frozen=True)
@@ -51,7 +66,7 @@ class RoutingTable:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> RoutingTable:
-        """Read the ``[[route]]`` rules and ``fallback`` of a TOML table (default: configs/modalities.toml)."""
+        """Read the ``[[route]]`` rules and ``fallback`` of a TOML table (default: daftseg/configs/modalities.toml)."""
         path = Path(path) if path else DEFAULT_TABLE
         try:
             with open(path, "rb") as f:
@@ -67,6 +82,7 @@ class RoutingTable:
         fallback = data.get("fallback")
         if not isinstance(fallback, str) or not fallback:
             raise ValueError(f"routing table {source}: a string 'fallback' model is required")
+        check_model_name(fallback, source, "fallback")
         rules = []
         for i, entry in enumerate(data.get("route", []), start=1):
             kinds = [k for k in RULE_KINDS if k in entry]
@@ -74,7 +90,7 @@ class RoutingTable:
                 raise ValueError(f"routing table {source}: rule {i} needs 'model' and exactly one of {RULE_KINDS}")
             patterns = entry[kinds[0]]
             patterns = (patterns,) if isinstance(patterns, str) else tuple(patterns)
-            rules.append(Rule(entry["model"], kinds[0], patterns))
+            rules.append(Rule(check_model_name(entry["model"], source, f"rule {i}"), kinds[0], patterns))
         return cls(rules, fallback)
 
     def match(self, name: str) -> tuple[str | None, int | None]:

@@ -3,10 +3,13 @@
 Every ``*.npz`` in the gt folder is a case; the prediction is the file of the same name in
 the segmentation folder (key ``segs``; gt key ``gts``, 3D spacing key ``spacing``). A case
 whose files cannot be read (missing, corrupt, wrong key, shape mismatch) gets NaN and a
-warning instead of stopping the run; the exit code then is 1.
+warning instead of stopping the run; the exit code then is 1. (The challenge's script stops at
+the first missing prediction; there is no value of its own to reproduce.)
 
-Output: ``case,dsc,nsd`` CSV (4 decimals, sorted by case, ``nan`` for NaN), and a
-per-target summary printed and written as CSV and markdown (optionally a bar chart).
+Output: ``case,dsc,nsd`` CSV (4 decimals, sorted by case, ``nan`` for NaN, as computed: a case
+without a usable prediction stays ``nan`` there), and a per-target summary printed and written
+as CSV and markdown (optionally a bar chart), in which a case without a usable prediction counts
+as DSC 0 / NSD 0 and the number of such cases is given.
 """
 
 from __future__ import annotations
@@ -32,12 +35,17 @@ from daftseg.metrics.surface import DEFAULT_TOLERANCE_MM
 
 @dataclass(frozen=True)
 class CaseResult:
-    """One CSV row; ``error`` says why the case could not be scored (then dsc/nsd are NaN)."""
+    """One CSV row; ``error`` says why the case could not be scored (then dsc/nsd are NaN).
+
+    ``missing_prediction``: the failure is the prediction's (absent, unreadable, wrong shape), so the
+    summary scores the case 0; a ground-truth problem leaves it out of the means instead.
+    """
 
     case: str
     dsc: float
     nsd: float
     error: str | None = None
+    missing_prediction: bool = False
 
 
 def is_3d_case(case: str, gt: np.ndarray) -> bool:
@@ -65,13 +73,15 @@ def evaluate_case_file(case: str, seg_dir: str | Path, gt_dir: str | Path, *, ns
         return CaseResult(case, nan, nan, f"cannot read ground truth: {type(exc).__name__}: {exc}")
     seg_path = Path(seg_dir) / case
     if not seg_path.is_file():
-        return CaseResult(case, nan, nan, f"prediction missing: {seg_path}")
+        return CaseResult(case, nan, nan, f"prediction missing: {seg_path}", missing_prediction=True)
     try:
         seg, _ = _load(seg_path, "segs")
     except Exception as exc:  # noqa: BLE001
-        return CaseResult(case, nan, nan, f"cannot read prediction: {type(exc).__name__}: {exc}")
+        return CaseResult(case, nan, nan, f"cannot read prediction: {type(exc).__name__}: {exc}",
+                          missing_prediction=True)
     if seg.shape != gt.shape:
-        return CaseResult(case, nan, nan, f"shape mismatch: gt {gt.shape} vs prediction {seg.shape}")
+        return CaseResult(case, nan, nan, f"shape mismatch: gt {gt.shape} vs prediction {seg.shape}",
+                          missing_prediction=True)
     if is_3d_case(case, gt):
         if gt.ndim != 3:
             return CaseResult(case, nan, nan, f"3D case with a {gt.ndim}D array")
@@ -126,7 +136,8 @@ def evaluate_folder(seg_dir: str | Path, gt_dir: str | Path, *, num_workers: int
     results.sort(key=lambda r: r.case)
     for r in results:
         if r.error:
-            warnings.warn(f"{r.case}: {r.error} (scored as NaN)", RuntimeWarning, stacklevel=2)
+            how = "NaN in the CSV, 0 in the summary" if r.missing_prediction else "NaN, left out of the summary"
+            warnings.warn(f"{r.case}: {r.error} ({how})", RuntimeWarning, stacklevel=2)
     return results
 
 
@@ -161,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Per case: labels 1..max(gt), mean over labels; NSD (at --tolerance mm) only when the case DSC > 0.2, "
                "else 0. 3D cases (name starting with '3D') use the gt file's 'spacing' as stored, in array axis "
                "order; 2D cases are scored as (H, W, 1) volumes with spacing (1, 1, 1). NaN is written as 'nan'. "
+               "Per target summary: a case whose prediction is missing, unreadable or of the wrong shape counts as "
+               "DSC 0 / NSD 0 (their number is shown); other NaN cases are left out of the means. "
                "Exit code 1 if a case could not be read (missing or broken file, wrong key or shape: NaN in the "
                "CSV), 2 if the gt folder is missing or empty.")
     p.add_argument("-s", "--seg_dir", default="test_demo/segs", help="folder of predicted npz files (default: %(default)s)")
@@ -206,7 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     csv_path = Path(args.csv)
     atomic_write_text(csv_path, results_csv(results, nsd=args.nsd))
     prefix = Path(args.summary_prefix) if args.summary_prefix else csv_path.with_name(csv_path.stem + "_summary")
-    rows = summarize([r.case for r in results], [r.dsc for r in results], [r.nsd for r in results] if args.nsd else None)
+    rows = summarize([r.case for r in results], [r.dsc for r in results], [r.nsd for r in results] if args.nsd else None,
+                     [r.missing_prediction for r in results])
     atomic_write_text(prefix.with_name(prefix.name + ".csv"), summary_csv(rows))
     atomic_write_text(prefix.with_name(prefix.name + ".md"), summary_markdown(rows))
     print(summary_text(rows), end="")
@@ -216,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {args.plot}", file=sys.stderr)
     failed = [r for r in results if r.error]
     if failed:
-        print(f"{len(failed)} of {len(results)} cases could not be scored (NaN in the CSV)", file=sys.stderr)
+        missing = sum(r.missing_prediction for r in failed)
+        print(f"{len(failed)} of {len(results)} cases could not be scored (NaN in the CSV); {missing} of them "
+              "for want of a usable prediction (DSC 0 / NSD 0 in the summary)", file=sys.stderr)
         return 1
     return 0
