@@ -10,9 +10,11 @@ Measured on a seeded synthetic set in the challenge format (2D modalities at 102
 larger, one case with 20+ boxes, a 3D CT of ``--ct_slices`` 512x512 slices with 4 boxes, a 3D MR):
 
 1. each case in a fresh process, as the challenge harness did: wall time and peak RSS
-   (``/usr/bin/time -v``), ours (default) vs plain, outputs compared voxel for voxel;
-2. the whole folder in one process: ours default, ours ``--precision f32``, ours with every
-   model kept (``--max_loaded_models 0``), ours ``--decode_batch 8`` (opt-in, not bit-exact), plain;
+   (``/usr/bin/time -v``), ours vs plain at the same precision, outputs compared voxel for voxel:
+   one table at ``--precision f32`` (our default; plain = DAFT's script with an f32 hint) and one
+   at ``--precision auto`` (no hint; plain = DAFT's script exactly; bf16 on CPUs with native bf16);
+2. the whole folder in one process: ours and plain at both precisions, ours with every model
+   kept (``--max_loaded_models 0``), ours ``--decode_batch 8`` (opt-in, not bit-exact);
 3. where the time of one fresh-process 2D case goes.
 
 Models: ``--models_dir`` (real exported IR), else EfficientViT-SAM l0 and LiteMedSAM with seeded
@@ -53,7 +55,10 @@ def plain_main(argv: list[str]) -> int:
     p.add_argument("-o", "--output_dir", required=True)
     p.add_argument("-m", "--models_dir", required=True)
     p.add_argument("--cache_dir", required=True)
+    p.add_argument("--precision", choices=("f32", "auto"), default="auto",
+                   help="auto: no hint, DAFT's script exactly; f32: the same with an f32 precision hint")
     args = p.parse_args(argv)
+    config = {} if args.precision == "auto" else {"INFERENCE_PRECISION_HINT": args.precision}
 
     import glob
     import tomllib
@@ -65,7 +70,7 @@ def plain_main(argv: list[str]) -> int:
     core.set_property({"CACHE_DIR": args.cache_dir})
     models = args.models_dir
     os.makedirs(args.output_dir, exist_ok=True)
-    with open(REPO / "configs" / "modalities.toml", "rb") as f:
+    with open(REPO / "daftseg" / "configs" / "modalities.toml", "rb") as f:
         table = tomllib.load(f)
 
     def route(name: str) -> str:
@@ -94,14 +99,14 @@ def plain_main(argv: list[str]) -> int:
         ys, xs = np.where(mask > 0)
         return np.array([max(0, xs.min() - 3), max(0, ys.min() - 3), min(256, xs.max() + 3), min(256, ys.max() + 3)])
 
-    pe_model = core.compile_model(f"{models}/lite_medsam_prompt_encoder.xml", "CPU")
+    pe_model = core.compile_model(f"{models}/lite_medsam_prompt_encoder.xml", "CPU", config)
     pos = np.load(f"{models}/positional_encoding.npy")
     sessions: dict = {}
 
     def session(name: str):
         if name not in sessions:
-            sessions[name] = (core.compile_model(f"{models}/{name}_image_encoder.xml", "CPU"),
-                              core.compile_model(f"{models}/{name}_mask_decoder.xml", "CPU"))
+            sessions[name] = (core.compile_model(f"{models}/{name}_image_encoder.xml", "CPU", config),
+                              core.compile_model(f"{models}/{name}_mask_decoder.xml", "CPU", config))
         return sessions[name]
 
     def embed(enc, img: np.ndarray):
@@ -294,9 +299,9 @@ def ours_cmd(inp: Path, out: Path, models: Path, cache: Path, *extra: str) -> li
             "--cache_dir", str(cache), *extra]
 
 
-def plain_cmd(inp: Path, out: Path, models: Path, cache: Path) -> list[str]:
+def plain_cmd(inp: Path, out: Path, models: Path, cache: Path, precision: str = "f32") -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), "plain", "-i", str(inp), "-o", str(out), "-m", str(models),
-            "--cache_dir", str(cache)]
+            "--cache_dir", str(cache), "--precision", precision]
 
 
 def compare(a: Path, b: Path) -> int:
@@ -307,7 +312,8 @@ def compare(a: Path, b: Path) -> int:
 
 
 def warm_cache(models: Path, cache: Path, names: set[str]) -> None:
-    """Compile every model once per precision setting, so all timed runs load from the cache."""
+    """Compile every model once per precision setting (plain's graphs and ours, batch-1 copies
+    included), so all timed runs load from the cache."""
     code = ("import sys, openvino as ov\n"
             "core = ov.Core(); core.set_property({'CACHE_DIR': sys.argv[1]})\n"
             "for props in ({}, {'INFERENCE_PRECISION_HINT': 'f32'}):\n"
@@ -315,6 +321,12 @@ def warm_cache(models: Path, cache: Path, names: set[str]) -> None:
     xmls = [str(models / "lite_medsam_prompt_encoder.xml")]
     xmls += [str(models / f"{n}_{s}.xml") for n in sorted(names) for s in ("image_encoder", "mask_decoder")]
     subprocess.run([sys.executable, "-c", code, str(cache), *xmls], check=True)
+    ours = ("import sys\n"
+            "from daftseg.inference.sessions import SessionConfig, Sessions\n"
+            "for precision in ('f32', 'auto'):\n"
+            "    s = Sessions(sys.argv[1], SessionConfig(sys.argv[2], precision=precision, max_loaded_models=0))\n"
+            "    for name in sys.argv[3:]: s.model(name)\n")
+    subprocess.run([sys.executable, "-c", ours, str(models), str(cache), *sorted(names)], check=True, cwd=REPO)
 
 
 def where_time_goes(case: Path, models: Path, cache: Path) -> list[tuple[str, float]]:
@@ -413,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="smaller cases (512 px, CT 1/3 of the slices)")
     p.add_argument("--ct_slices", type=int, default=120)
     p.add_argument("--skip_fresh", action="store_true", help="skip the per-case fresh-process runs")
+    p.add_argument("--precisions", default="f32,auto",
+                   help="comma-separated --precision values to time, each against plain at the same precision "
+                        "(default f32,auto; the first also runs the folder options)")
     p.add_argument("--reps", type=int, default=1,
                    help="runs per 2D case (fresh) and per folder configuration, interleaved; the best is reported")
     args = p.parse_args(argv)
@@ -433,30 +448,34 @@ def main(argv: list[str] | None = None) -> int:
         with np.load(c) as z:
             info[c.name] = (z["imgs"].shape, len(z["boxes"]))
 
-    # 1. fresh process per case
-    fresh_rows = []
+    # 1. fresh process per case, at each precision: ours against plain at the same precision
+    precisions = [v for v in args.precisions.split(",") if v]
+    fresh_rows: dict[str, list[dict]] = {}
     if not args.skip_fresh:
-        for c in cases:
-            single = work / "single" / c.stem  # the case alone, as the harness copies it
-            shutil.rmtree(single, ignore_errors=True)
-            single.mkdir(parents=True)
-            shutil.copy(c, single / c.name)
-            row = {"case": c.name}
-            cmds = {"ours": ours_cmd(single, work / "out_fresh_ours", models, cache,
-                                     "--timing_csv", str(work / "fresh_timing.csv")),
-                    "plain": plain_cmd(single, work / "out_fresh_plain", models, cache)}
-            samples: dict[str, list] = {"ours": [], "plain": []}
-            for _ in range(args.reps if c.name.startswith("2D") else 1):  # interleaved, best of
-                for who, cmd in cmds.items():
-                    samples[who].append(timed(cmd, REPO))
-            for who, got in samples.items():
-                row[who] = (min(g[0] for g in got), max(g[1] for g in got), min(g[2] for g in got))
-            with open(work / "fresh_timing.csv") as f:
-                row["slices"] = f.read().splitlines()[1].split(",")[3]
-            row["diff"] = compare(work / "out_fresh_ours" / c.name, work / "out_fresh_plain" / c.name)
-            fresh_rows.append(row)
-            print(f"  fresh {c.name}: ours {row['ours'][0]:.2f}s plain {row['plain'][0]:.2f}s "
-                  f"diff {row['diff']}", flush=True)
+        for precision in precisions:
+            fresh_rows[precision] = rows = []
+            for c in cases:
+                single = work / "single" / c.stem  # the case alone, as the harness copies it
+                shutil.rmtree(single, ignore_errors=True)
+                single.mkdir(parents=True)
+                shutil.copy(c, single / c.name)
+                row = {"case": c.name}
+                outs = {who: work / f"out_fresh_{who}_{precision}" for who in ("ours", "plain")}
+                cmds = {"ours": ours_cmd(single, outs["ours"], models, cache, "--precision", precision,
+                                         "--timing_csv", str(work / "fresh_timing.csv")),
+                        "plain": plain_cmd(single, outs["plain"], models, cache, precision)}
+                samples: dict[str, list] = {"ours": [], "plain": []}
+                for _ in range(args.reps if c.name.startswith("2D") else 1):  # interleaved, best of
+                    for who, cmd in cmds.items():
+                        samples[who].append(timed(cmd, REPO))
+                for who, got in samples.items():
+                    row[who] = (min(g[0] for g in got), max(g[1] for g in got), min(g[2] for g in got))
+                with open(work / "fresh_timing.csv") as f:
+                    row["slices"] = f.read().splitlines()[1].split(",")[3]
+                row["diff"] = compare(outs["ours"] / c.name, outs["plain"] / c.name)
+                rows.append(row)
+                print(f"  fresh {precision} {c.name}: ours {row['ours'][0]:.2f}s plain {row['plain'][0]:.2f}s "
+                      f"diff {row['diff']}", flush=True)
 
     # 2. the folder in one process; the 3D cases, when timed fresh above, are left out: they take
     #    most of the time and are the same work in either mode (one case, models loaded once)
@@ -466,23 +485,31 @@ def main(argv: list[str] | None = None) -> int:
     folder.mkdir(parents=True)
     for c in folder_cases:
         shutil.copy(c, folder / c.name)
-    runs = {"plain": plain_cmd(folder, work / "out_folder_plain", models, cache),
-            "ours": ours_cmd(folder, work / "out_folder_ours", models, cache),
-            "ours --precision f32": ours_cmd(folder, work / "out_folder_f32", models, cache, "--precision", "f32"),
-            "ours --max_loaded_models 0": ours_cmd(folder, work / "out_folder_all", models, cache,
-                                                   "--max_loaded_models", "0"),
-            "ours --decode_batch 8": ours_cmd(folder, work / "out_folder_b8", models, cache, "--decode_batch", "8")}
+    runs: dict[str, tuple[list[str], str]] = {}  # label -> (command, the plain run it is compared with)
+    for precision in precisions:
+        plain_label = f"plain {precision}"
+        runs[plain_label] = (plain_cmd(folder, work / f"out_folder_plain_{precision}", models, cache, precision),
+                             plain_label)
+        runs[f"ours --precision {precision}"] = (ours_cmd(folder, work / f"out_folder_ours_{precision}", models,
+                                                          cache, "--precision", precision), plain_label)
+    base_label = runs[next(iter(runs))][1]  # plain at the first precision (f32: our default)
+    runs["ours --max_loaded_models 0"] = (ours_cmd(folder, work / "out_folder_all", models, cache,
+                                                   "--precision", precisions[0], "--max_loaded_models", "0"),
+                                          base_label)
+    runs["ours --decode_batch 8"] = (ours_cmd(folder, work / "out_folder_b8", models, cache, "--precision",
+                                              precisions[0], "--decode_batch", "8"), base_label)
     samples = {label: [] for label in runs}
     for _ in range(args.reps):  # the runs interleaved, best of
-        for label, cmd in runs.items():
+        for label, (cmd, _) in runs.items():
             samples[label].append(timed(cmd, REPO))
     folder_rows = {}
-    for label, cmd in runs.items():
+    for label, (cmd, against) in runs.items():
         wall, rss, cpu = (min(g[0] for g in samples[label]), max(g[1] for g in samples[label]),
                           min(g[2] for g in samples[label]))
         out = Path(cmd[cmd.index("-o") + 1])
-        diffs = [compare(out / c.name, work / "out_folder_plain" / c.name) for c in folder_cases]
-        folder_rows[label] = (wall, cpu, rss, sum(d for d in diffs if d > 0), sum(d != 0 for d in diffs))
+        ref = Path(runs[against][0][runs[against][0].index("-o") + 1])
+        diffs = [compare(out / c.name, ref / c.name) for c in folder_cases]
+        folder_rows[label] = (wall, cpu, rss, sum(d for d in diffs if d > 0), sum(d != 0 for d in diffs), against)
         print(f"  folder {label}: {wall:.1f}s", flush=True)
 
     # 3. where the time of a fresh 2D case goes
@@ -493,29 +520,33 @@ def main(argv: list[str] | None = None) -> int:
 
     # -- report -------------------------------------------------------------------------------------
     print(f"\nCPU: {_cpu()}, {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}")
-    if fresh_rows:
-        print(f"\n1. Fresh process per case (the harness): wall and CPU seconds (2D: best of {args.reps}), "
-              "peak RSS MB; identical: outputs equal voxel for voxel")
+    precision_says = _precision_in_effect()
+    for precision, rows in fresh_rows.items():
+        print(f"\n1{'abcdefgh'[precisions.index(precision)]}. Fresh process per case (the harness), --precision "
+              f"{precision} ({precision_says.get(precision, '?')} on this CPU), ours against plain at the same "
+              f"precision: wall and CPU seconds (2D: best of {args.reps}), peak RSS MB; identical: outputs equal "
+              "voxel for voxel")
         print(f"{'case':26s} {'shape':>13s} {'boxes':>5s} {'slices':>6s} {'wall ours':>9s} {'plain':>6s} {'ratio':>5s} "
               f"{'cpu ours':>8s} {'plain':>6s} {'ratio':>5s} {'MB ours':>7s} {'plain':>6s}  identical")
-        for r in fresh_rows:
+        for r in rows:
             shape, n = info[r["case"]]
             (to, ro, co), (tp, rp, cp) = r["ours"], r["plain"]
             print(f"{r['case']:26s} {'x'.join(map(str, shape)):>13s} {n:5d} {r['slices']:>6s} {to:9.2f} {tp:6.2f} "
                   f"{to / tp:5.2f} {co:8.2f} {cp:6.2f} {co / cp:5.2f} {ro:7.0f} {rp:6.0f}  "
                   f"{'yes' if r['diff'] == 0 else r['diff']}")
-        two_d = [r for r in fresh_rows if r["case"].startswith("2D")]
+        two_d = [r for r in rows if r["case"].startswith("2D")]
         so, sp = sum(r["ours"][0] for r in two_d), sum(r["plain"][0] for r in two_d)
         co, cp = sum(r["ours"][2] for r in two_d), sum(r["plain"][2] for r in two_d)
         print(f"{'all 2D cases':26s} {'':>13s} {'':>5s} {'':>6s} {so:9.2f} {sp:6.2f} {so / sp:5.2f} "
               f"{co:8.2f} {cp:6.2f} {co / cp:5.2f}")
     print(f"\n2. Folder in one process, best of {args.reps} ({len(folder_cases)} cases: "
-          f"{', '.join(c.stem for c in folder_cases)})")
-    print(f"{'run':24s} {'wall s':>7s} {'ratio':>6s} {'cpu s':>7s} {'ratio':>6s} {'peak MB':>8s}  "
-          "voxels differing from plain (in how many cases)")
-    base, base_cpu = folder_rows["plain"][:2]
-    for label, (wall, cpu, rss, diff, ncases) in folder_rows.items():
-        print(f"{label:24s} {wall:7.1f} {wall / base:6.2f} {cpu:7.1f} {cpu / base_cpu:6.2f} {rss:8.0f}  {diff} ({ncases})")
+          f"{', '.join(c.stem for c in folder_cases)}); ratios and differences against the plain run named")
+    print(f"{'run':28s} {'wall s':>7s} {'ratio':>6s} {'cpu s':>7s} {'ratio':>6s} {'peak MB':>8s}  "
+          "voxels differing (in how many cases) from")
+    for label, (wall, cpu, rss, diff, ncases, against) in folder_rows.items():
+        base, base_cpu = folder_rows[against][:2]
+        print(f"{label:28s} {wall:7.1f} {wall / base:6.2f} {cpu:7.1f} {cpu / base_cpu:6.2f} {rss:8.0f}  "
+              f"{diff} ({ncases}) {against}")
     print("\n3. Where the time of a fresh 2D case goes (2DBox_X-Ray, 1024x1024)")
     for label, sec in profile:
         print(f"{label:40s} {sec * 1000:8.1f} ms")
@@ -527,6 +558,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{d:6d} {ours:6.0f} {plain:6.0f}  {3 * d * 512 * 512 / 2**20:.0f}")
     print(f"\nbenchmark took {time.perf_counter() - t_start:.0f}s")
     return 0
+
+
+def _precision_in_effect() -> dict[str, str]:
+    """What OpenVINO's CPU plugin reports for each --precision value on this machine."""
+    import openvino as ov
+
+    from daftseg.inference.sessions import reported_precision
+
+    out = {}
+    for precision in ("f32", "auto"):
+        core = ov.Core()
+        if precision != "auto":
+            core.set_property("CPU", {"INFERENCE_PRECISION_HINT": precision})
+        out[precision] = reported_precision(core)
+    return out
 
 
 def _cpu() -> str:

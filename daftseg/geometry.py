@@ -37,10 +37,21 @@ def pad_bottom_right(image: np.ndarray, target: int = IMAGE_SIZE) -> np.ndarray:
 
 
 def minmax_normalise(x: np.ndarray) -> np.ndarray:
-    """(x - min) / max(max - min, 1e-8), computed in float64 as the original did."""
+    """(x - min) / max(max - min, 1e-8), computed in float64 (training; uint8 images)."""
     x = np.asarray(x, dtype=np.float64)
     lo = x.min()
     return (x - lo) / np.clip(x.max() - lo, 1e-8, None)
+
+
+def normalise_like_daft(x: np.ndarray) -> np.ndarray:
+    """DAFT's inference normalisation, in the arithmetic numpy gives the stored dtype (spec §7.4).
+
+    ``(x - x.min()) / np.clip(x.max() - x.min(), 1e-8, None)`` as written: integer images are
+    divided in float64 (equal to ``minmax_normalise``), float32 images in float32, and a
+    subtraction that overflows the stored integer type wraps as it did for DAFT. numpy 1.26
+    (DAFT's) and numpy 2 give the same types here.
+    """
+    return (x - x.min()) / np.clip(x.max() - x.min(), a_min=1e-8, a_max=None)
 
 
 def to_rgb(image: np.ndarray) -> np.ndarray:
@@ -61,9 +72,10 @@ def preprocess_image(image: np.ndarray, norm_before_pad: bool = True,
     """Model input for one 2D image.
 
     Args:
-        image: (H, W) or (H, W, 3) uint8-range image.
-        norm_before_pad: True as at inference (normalise the resized, unpadded image);
-            False as DAFT's training (normalise after zero padding).
+        image: (H, W) or (H, W, 3) image in a dtype ``cv2.resize`` takes (uint8, uint16, int16,
+            float32, float64); it is resized in that dtype, as DAFT's script does.
+        norm_before_pad: True as at inference (normalise the resized, unpadded image, with
+            DAFT's arithmetic); False as DAFT's training (normalise after zero padding).
     Returns:
         (1, 3, target, target) float32 in [0, 1], and (new_h, new_w) of the unpadded part.
     """
@@ -71,7 +83,7 @@ def preprocess_image(image: np.ndarray, norm_before_pad: bool = True,
     resized = resize_longest_side(rgb, target)
     new_hw = (resized.shape[0], resized.shape[1])
     if norm_before_pad:
-        x = pad_bottom_right(minmax_normalise(resized), target)
+        x = pad_bottom_right(normalise_like_daft(resized), target)
     else:
         x = minmax_normalise(pad_bottom_right(resized, target))
     return x.astype(np.float32).transpose(2, 0, 1)[None], new_hw
@@ -80,13 +92,17 @@ def preprocess_image(image: np.ndarray, norm_before_pad: bool = True,
 def scale_box_to_256(box: np.ndarray, h: int, w: int, target: int = IMAGE_SIZE) -> np.ndarray:
     """Original-pixel box(es) [..., 4] -> 256-space, truncated towards zero like ``int()``.
 
-    The ratio is computed first and the product in float64, as the original's per-element
-    ``int(box[i] * (256 / max(H, W)))``.
+    DAFT's ``new_box[i] = int(box[i] * (256 / max(H, W)))`` into ``np.zeros_like(box)``: the ratio
+    first, the product in float64 (numpy 1.26, DAFT's, also for float32 boxes), truncated, and
+    stored in the boxes' dtype; a value an integer dtype cannot hold wraps around as numpy 1.26
+    stored it (only boxes far outside the image with small integer dtypes, e.g. uint8).
     """
     ratio = target / max(h, w)
     box = np.asarray(box)
     scaled = np.trunc(box.astype(np.float64) * ratio)
-    return scaled.astype(box.dtype) if box.dtype.kind in "iu" else scaled
+    if box.dtype.kind in "iu":
+        return scaled.astype(np.int64).astype(box.dtype)
+    return scaled
 
 
 def bbox_from_mask(mask: np.ndarray, margin: int = PROPAGATION_BOX_MARGIN,
@@ -107,9 +123,13 @@ def postprocess_logits(low_res_logits: np.ndarray, new_hw: tuple[int, int],
                        original_hw: tuple[int, int]) -> np.ndarray:
     """(256, 256) low-res logits -> boolean (H, W) mask.
 
-    Crop to the unpadded size, resize the logits with INTER_LINEAR, threshold at 0 (spec §7.4).
+    Crop to the unpadded size, ``squeeze()``, resize the logits with INTER_LINEAR, threshold at 0
+    (spec §7.4). The squeeze is DAFT's quirk: when the resized height is 1 (an image about 100 or
+    more times wider than high), the (1, new_w) crop becomes a 1-D array, which OpenCV reads as a
+    column (new_w, 1); the mask is then that column resized to (H, W): every row constant, rows
+    following the logits along x. A resized width of 1 gives a column too, which is correct there.
     """
-    cropped = np.ascontiguousarray(low_res_logits[: new_hw[0], : new_hw[1]])
+    cropped = np.ascontiguousarray(np.squeeze(low_res_logits[: new_hw[0], : new_hw[1]]))
     full = cv2.resize(cropped, (original_hw[1], original_hw[0]), interpolation=cv2.INTER_LINEAR)
     return full > 0
 

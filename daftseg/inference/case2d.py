@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from daftseg.geometry import postprocess_logits, preprocess_image, scale_box_to_256
-from daftseg.inference.boxes import check_xy, clip_region
+from daftseg.inference.boxes import clip_region
 from daftseg.inference.npz_io import label_dtype
 from daftseg.inference.options import InferenceOptions
 from daftseg.inference.sessions import ModelSessions
@@ -15,9 +15,12 @@ def segment_2d(model: ModelSessions, image: np.ndarray, boxes: np.ndarray,
                options: InferenceOptions | None = None) -> np.ndarray:
     """Label map (H,W) with label i+1 where box i's mask is (boxes later in the list win).
 
+    Every box is segmented as DAFT does, also inverted boxes and boxes outside the image (their
+    coordinates go to the prompt encoder as given; ``boxes.box_warnings`` names them).
+
     Args:
         model: compiled sessions of the routed model.
-        image: (H,W,3) uint8.
+        image: (H,W,3) in a dtype of ``npz_io.DAFT_DTYPES`` (resized in it, as DAFT).
         boxes: (N,4) [x_min, y_min, x_max, y_max] in original pixels; N may be 0.
     Returns:
         (H,W) labels in ``label_dtype(N)`` (uint8 up to 255 boxes; written as uint16).
@@ -27,7 +30,6 @@ def segment_2d(model: ModelSessions, image: np.ndarray, boxes: np.ndarray,
     segs = np.zeros((h, w), label_dtype(len(boxes)))
     if len(boxes) == 0:
         return segs
-    check_xy(boxes, h, w)
     x, new_hw = preprocess_image(image)  # (1,3,256,256)
     embedding = model.encode(x)
     # DAFT truncates each coordinate: int(v * 256 / max(H, W))

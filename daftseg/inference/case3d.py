@@ -77,7 +77,11 @@ def next_prompt(mask: np.ndarray, plan: BoxPlan, fullres: bool) -> np.ndarray:
 
 def segment_3d(model: ModelSessions, volume: np.ndarray, boxes: np.ndarray,
                options: InferenceOptions | None = None) -> Result3D:
-    """Label volume for a (D,H,W) uint8 volume and (N,6) boxes ``[x0,y0,z0,x1,y1,z1]`` (N may be 0)."""
+    """Label volume for a (D,H,W) volume and (N,6) boxes ``[x0,y0,z0,x1,y1,z1]`` (N may be 0).
+
+    The volume is in a dtype of ``npz_io.DAFT_DTYPES`` (each slice resized in it, as DAFT); boxes
+    DAFT's script cannot segment raise ``CaseError`` (``boxes.plan_3d``).
+    """
     options = options or InferenceOptions()
     d, h, w = volume.shape
     if len(boxes) > np.iinfo(np.uint16).max:

@@ -4,10 +4,14 @@ Input handling (everything else is a ``CaseError`` with a one-line message):
 
 - ``imgs``: 2D (H,W,3) uint8 as specified; (H,W) grey, (H,W,1) and (H,W,4) (alpha dropped) are
   accepted too. 3D (D,H,W). A case is 3D when its file name starts with ``3D`` (as DAFT).
-- Images that are not uint8: integer-valued images within [0,255] (any integer or float dtype) are
-  cast to uint8 unchanged; any other numeric image (fractions, negative values, values > 255) is
-  linearly rescaled from [min,max] to [0,255] and rounded, with a warning. The model input is
-  min-max normalised anyway, so this only adds 8-bit quantisation. NaN/inf is an error.
+- Image dtypes, as DAFT: the image is kept in its stored dtype and resized in it, then min-max
+  normalised (``geometry.preprocess_image``), for every image DAFT's script processes: a dtype
+  ``cv2.resize`` takes (``DAFT_DTYPES``: uint8, uint16, int16, float32, float64) and, for 2D,
+  values below 256 (DAFT asserts ``max < 256`` there; its 3D path has no such check, so any range).
+  What DAFT cannot process is converted, never an error: an image of another dtype (int8, int32,
+  int64, uint32, uint64, float16) whose values are integers in [0,255] is cast to uint8 unchanged;
+  anything else (another dtype with other values, or a 2D image with a value >= 256) is linearly
+  rescaled from [min,max] to [0,255] uint8 and rounded, with a warning. NaN/inf is an error.
 - ``boxes``: (N,4) ``[x_min,y_min,x_max,y_max]`` for 2D, (N,6) ``[x_min,y_min,z_min,x_max,y_max,z_max]``
   for 3D, finite numbers. An empty array (N=0) is valid: the output is an all-zero ``segs``.
   Per-box checks (inverted, outside the image, z range) are in ``boxes.py``.
@@ -37,13 +41,18 @@ log = logging.getLogger("daftseg.inference")
 COMPRESS_LEVEL = 1
 
 
+# dtypes cv2.resize(INTER_AREA) accepts: DAFT's script processes an image in these as stored
+DAFT_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float32, np.float64))
+
+
 class CaseError(ValueError):
     """A case cannot be processed; the message is one line and names what is wrong."""
 
 
 @dataclass
 class Case:
-    """One challenge case. ``imgs`` is uint8 (H,W,3) for 2D or (D,H,W) for 3D; ``boxes`` as stored."""
+    """One challenge case. ``imgs`` (H,W,3) for 2D or (D,H,W) for 3D, in a dtype of ``DAFT_DTYPES``;
+    ``boxes`` as stored."""
 
     name: str
     imgs: np.ndarray
@@ -92,7 +101,7 @@ def make_case(name: str, imgs: np.ndarray, boxes: np.ndarray, spacing: np.ndarra
     is_3d = is_3d_name(name) if is_3d is None else is_3d
     imgs = np.asarray(imgs)
     notes: list[str] = []
-    imgs = _as_uint8(imgs, notes, name)
+    imgs = _daft_dtype(imgs, notes, name, is_3d)
     if is_3d:
         if imgs.ndim != 3:
             raise CaseError(f"3D case (name starts with '3D') needs imgs (D,H,W), got shape {imgs.shape}")
@@ -115,18 +124,26 @@ def _to_rgb(imgs: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(to_rgb(imgs))
 
 
-def _as_uint8(imgs: np.ndarray, notes: list[str], name: str) -> np.ndarray:
-    if imgs.dtype == np.uint8:
-        return imgs
+def _daft_dtype(imgs: np.ndarray, notes: list[str], name: str, is_3d: bool) -> np.ndarray:
+    """``imgs`` as stored where DAFT's script processes it, else converted to uint8 (see the module doc)."""
     if imgs.dtype.kind not in "iuf" or imgs.size == 0:
         raise CaseError(f"imgs must be a numeric array, got dtype {imgs.dtype} shape {imgs.shape}")
     if imgs.dtype.kind == "f" and not np.isfinite(imgs).all():
         raise CaseError("imgs contains NaN or inf")
+    if not imgs.dtype.isnative:  # same values in this machine's byte order (OpenCV reads no other)
+        imgs = imgs.astype(imgs.dtype.newbyteorder("="))
+    if imgs.dtype == np.uint8:
+        return imgs
     lo, hi = imgs.min(), imgs.max()
-    if lo >= 0 and hi <= 255 and (imgs.dtype.kind != "f" or np.array_equal(imgs, np.round(imgs))):
+    if imgs.dtype in DAFT_DTYPES and (is_3d or hi < 256):
+        return imgs
+    if imgs.dtype not in DAFT_DTYPES and lo >= 0 and hi <= 255 and (
+            imgs.dtype.kind != "f" or np.array_equal(imgs, np.round(imgs))):
         return imgs.astype(np.uint8)
     scaled = (imgs.astype(np.float64) - float(lo)) * (255.0 / max(float(hi) - float(lo), 1e-12))
-    note = f"imgs {imgs.dtype} in [{lo:g}, {hi:g}] rescaled to uint8 [0, 255]"
+    why = "2D values >= 256 (DAFT's script asserts max < 256)" if imgs.dtype in DAFT_DTYPES \
+        else "a dtype OpenCV cannot resize (DAFT's script stops)"
+    note = f"imgs {imgs.dtype} in [{lo:g}, {hi:g}] rescaled to uint8 [0, 255]: {why}"
     log.warning("%s: %s", name, note)
     notes.append(note)
     return np.round(scaled).astype(np.uint8)

@@ -51,13 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"compiled-model cache folder (default {LOCAL_CACHE_DIR}, or {DOCKER_CACHE_DIR} with "
                         "--indocker; '' disables; an unusable folder is skipped with a warning)")
     p.add_argument("--threads", type=int, default=0, help="OpenVINO inference threads (0: all cores)")
-    p.add_argument("--precision", choices=("auto", "f32", "bf16"), default="auto",
-                   help="'auto' sets no hint, as DAFT: OpenVINO then uses bf16 on CPUs with native bf16 "
-                        "(AMX/AVX512-BF16), else f32. 'f32' forces full precision everywhere (as 916bd4e's C++ runtime)")
+    p.add_argument("--precision", choices=("f32", "auto", "bf16"), default="f32",
+                   help="OpenVINO inference precision. 'f32' (default): the same outputs on every CPU, equal to DAFT's "
+                        "script with an f32 hint (as its submission was scored, on a CPU without bf16). 'auto': no hint, "
+                        "exactly DAFT's script on this CPU (OpenVINO then runs bf16 on CPUs with native bf16, "
+                        "AVX512-BF16/AMX, else f32). 'bf16': bf16 where the CPU has it")
     p.add_argument("--max_loaded_models", type=int, default=DEFAULT_MAX_LOADED_MODELS, metavar="N",
                    help="compiled models kept at once, about 300 MB each; the least recently used is released "
                         "(cases run in sorted order, so a modality's cases come together; 0: no limit; default %(default)s)")
-    p.add_argument("--routing", default=None, help="routing table TOML (default configs/modalities.toml)")
+    p.add_argument("--routing", default=None, help="routing table TOML (default: daftseg/configs/modalities.toml, part of the package)")
     p.add_argument("--timing_csv", default=None, metavar="FILE",
                    help="write case,model,boxes,slices,seconds per successful case")
     p.add_argument("--save_overlay", default=None, metavar="DIR",
@@ -184,7 +186,14 @@ def _main(argv: list[str] | None, stdout: TextIO | None, stderr: TextIO | None, 
     if not input_dir.is_dir():
         print(f"error: input folder {input_dir} not found", file=err)
         return 1
-    files = sorted(input_dir.glob("*.npz"))[shard[0]::shard[1]]
+    clash = _folder_clash(input_dir, output_dir)
+    if clash:
+        print(f"error: {clash}: the segs files take the cases' names; choose an output folder "
+              "outside the input folder", file=err)
+        return 1
+    # hidden files (.x.npz) are skipped, as DAFT's glob.glob('*.npz') skips them
+    cases = sorted(p for p in input_dir.glob("*.npz") if not p.name.startswith("."))
+    files = cases[shard[0]::shard[1]]
     problem = _unwritable(output_dir)
     if problem:
         print(f"error: output folder {output_dir} is not writable: {problem}", file=err)
@@ -276,6 +285,18 @@ def _save_overlays(folder: Path, case: Case, result: CaseResult, progress: Progr
         progress.line(f"warning: {case.name}: overlay not written: {type(e).__name__}: {e}", err)
 
 
+def _folder_clash(input_dir: Path, output_dir: Path) -> str | None:
+    """Why ``output_dir`` is the input folder, holds it or lies inside it; None if it does none."""
+    src, dst = input_dir.resolve(), output_dir.resolve()
+    if src == dst or (output_dir.exists() and os.path.samefile(input_dir, output_dir)):
+        return f"output folder {output_dir} is the input folder {input_dir}"
+    if dst in src.parents:
+        return f"output folder {output_dir} holds the input folder {input_dir}"
+    if src in dst.parents:
+        return f"output folder {output_dir} lies inside the input folder {input_dir}"
+    return None
+
+
 def _unwritable(folder: Path) -> str | None:
     """None if ``folder`` exists or can be created and accepts files, else the reason."""
     try:
@@ -289,20 +310,22 @@ def _unwritable(folder: Path) -> str | None:
 
 @contextlib.contextmanager
 def _open_csv(path: str | None, err: TextIO) -> Iterator[TextIO | None]:
-    """The timing CSV with its header, or None (no path, or not writable: a warning)."""
-    f = None
-    if path:
-        try:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            f = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed below
-            f.write("case,model,boxes,slices,seconds\n")
-        except OSError as e:
-            print(f"warning: cannot write timing CSV {path}: {e.strerror or e}; going on without it", file=err)
-    try:
+    """The timing CSV with its header, or None (no path, or not writable: a warning).
+
+    Rows go to a hidden temporary file that replaces ``path`` when the batch ends (daftseg.atomic):
+    an interrupted run leaves the previous CSV or none, never half a table.
+    """
+    from daftseg.atomic import atomic_open
+
+    with contextlib.ExitStack() as stack:
+        f = None
+        if path:
+            try:
+                f = stack.enter_context(atomic_open(path, "w"))
+                f.write("case,model,boxes,slices,seconds\n")
+            except OSError as e:
+                print(f"warning: cannot write timing CSV {path}: {e.strerror or e}; going on without it", file=err)
         yield f
-    finally:
-        if f:
-            f.close()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,9 @@ import numpy as np
 from daftseg.inference.npz_io import Case, label_dtype, make_case, output_dtype, read_case
 from daftseg.inference.options import DEFAULT_MAX_LOADED_MODELS, InferenceOptions
 from daftseg.inference.routing import Route, RoutingTable
-from daftseg.inference.sessions import SessionConfig, Sessions
+from daftseg.inference.sessions import DEFAULT_PRECISION, SessionConfig, Sessions
+
+log = logging.getLogger("daftseg.inference")
 
 
 @dataclass
@@ -43,15 +46,16 @@ class Segmenter:
             encoder and ``positional_encoding.npy``.
         cache_dir, threads, precision, max_loaded_models: see ``SessionConfig``.
         options: ``InferenceOptions`` (defaults: DAFT's exact behaviour).
-        routing: a ``RoutingTable`` or the path of its TOML file (default configs/modalities.toml).
+        routing: a ``RoutingTable`` or the path of its TOML file (default daftseg/configs/modalities.toml).
     """
 
     def __init__(self, models_dir: str | Path = "openvinomodels", cache_dir: str | None = None,
-                 threads: int = 0, precision: str = "auto", options: InferenceOptions | None = None,
+                 threads: int = 0, precision: str = DEFAULT_PRECISION, options: InferenceOptions | None = None,
                  routing: RoutingTable | str | Path | None = None,
                  max_loaded_models: int = DEFAULT_MAX_LOADED_MODELS) -> None:
         self.options = options or InferenceOptions()
-        # one box per decoder call (the default) lets every graph be compiled at batch 1
+        # one box per decoder call (the default) lets every graph be compiled at batch 1, which
+        # Sessions does only where OpenVINO reports an f32 precision (bit-identical there)
         fixed = 1 if self.options.decode_batch <= 1 else None
         self.sessions = Sessions(models_dir, SessionConfig(cache_dir, threads, precision, fixed,
                                                                   max_loaded_models))
@@ -81,13 +85,22 @@ class Segmenter:
         return self.run(read_case(path))
 
     def run(self, case: Case, model: str | None = None) -> CaseResult:
-        """Segment a validated ``Case``."""
+        """Segment a validated ``Case``.
+
+        Boxes DAFT segments oddly (inverted, outside the image or volume) are logged as warnings
+        naming the case and the box, and kept in ``CaseResult.notes``.
+        """
+        from daftseg.inference.boxes import box_notes
         from daftseg.inference.case2d import segment_2d
         from daftseg.inference.case3d import segment_3d
 
         t0 = time.perf_counter()
         route = Route(model, model, None, False) if model else self.route(case.name)
         n = len(case.boxes)
+        notes = list(case.notes)
+        for note in box_notes(case.boxes, case.spatial_shape, case.is_3d, self.options.zmax_inclusive):
+            log.warning("%s: %s", case.name, note)
+            notes.append(note)
         mids: list[int] = []
         if n == 0:  # documented: no boxes -> an all-zero label map, no model needed
             segs = np.zeros(case.spatial_shape, label_dtype(n))
@@ -102,4 +115,4 @@ class Segmenter:
                 segs, slices = segment_2d(sessions, case.imgs, case.boxes, self.options), 1
             calls = sessions.encoder_calls - before
         return CaseResult(case.name, segs, route.model, route, n, slices, calls,
-                          time.perf_counter() - t0, mids, list(case.notes))
+                          time.perf_counter() - t0, mids, notes)

@@ -27,7 +27,10 @@ from daftseg.inference.options import DEFAULT_MAX_LOADED_MODELS
 
 log = logging.getLogger("daftseg.inference")
 
-PRECISIONS = ("auto", "f32", "bf16")
+PRECISIONS = ("f32", "auto", "bf16")
+DEFAULT_PRECISION = "f32"
+# graphs are reshaped to a fixed batch only at this precision (see SessionConfig.fixed_batch)
+STATIC_BATCH_PRECISION = "f32"
 SHARED_PROMPT_ENCODERS = ("lite_medsam_prompt_encoder.xml", "prompt_encoder.xml")
 POSITIONAL_ENCODING = "positional_encoding.npy"
 EMBEDDING_SHAPE = (1, 256, 64, 64)
@@ -71,14 +74,19 @@ class SessionConfig:
     cache_dir: OpenVINO compiled-model cache folder (None: no cache). If it cannot be created or
         written, inference goes on without a cache (with a warning).
     threads: ``INFERENCE_NUM_THREADS`` (0: OpenVINO's default, all cores).
-    precision: ``auto`` sets no hint, as DAFT's Python runtime (OpenVINO's default: bf16 on CPUs
-        with native bf16, else f32); ``f32`` / ``bf16`` set ``INFERENCE_PRECISION_HINT``.
+    precision: ``f32`` (the default) sets ``INFERENCE_PRECISION_HINT`` f32: the same outputs on
+        every CPU, as DAFT's submission was scored (a CPU without bf16) and as its later C++
+        runtime forces. ``auto`` sets no hint, exactly as DAFT's Python script: OpenVINO's default,
+        bf16 on CPUs with native bf16 (AVX512-BF16, AMX), else f32. ``bf16`` asks for bf16 (CPUs
+        without it run f32).
     fixed_batch: compile every graph with a dynamic batch dimension at this batch (None: as
-        stored). The runtime calls each graph with one image and, by default, one box, so 1 is
-        the default: static shapes let OpenVINO plan memory and kernels once, which makes the
-        mask decoder about 15% faster and the process about 30 MB smaller, with bit-identical
-        outputs (tested). With a cache folder the reshaped IR is saved there once
-        (``static_ir_path``), so later processes load it as fast as the original.
+        stored), but only where the precision OpenVINO reports is f32 (``Sessions.static_batch``):
+        there the reshape is bit-identical to the stored graph (tested on real-sized models);
+        under bf16 OpenVINO picks other kernels for static shapes and outputs change. The runtime
+        calls each graph with one image and, by default, one box, so 1 is the default: static
+        shapes make the mask decoder about 15% faster and the process about 30 MB smaller. With a
+        cache folder the reshaped IR is saved there once (``static_ir_path``), so later processes
+        load it as fast as the original.
     max_loaded_models: compiled models kept at once in a long run (0: no limit); the least
         recently used is released first. Each costs about 300 MB; cases are processed in sorted
         order, so a modality's cases come together and a released model is rarely needed again
@@ -87,19 +95,39 @@ class SessionConfig:
 
     cache_dir: str | None = None
     threads: int = 0
-    precision: str = "auto"
+    precision: str = DEFAULT_PRECISION
     fixed_batch: int | None = 1
     max_loaded_models: int = DEFAULT_MAX_LOADED_MODELS
 
-    def compile_properties(self) -> dict[str, object]:
+    def precision_hint(self) -> str | None:
+        """The ``INFERENCE_PRECISION_HINT`` to set (None for ``auto``: OpenVINO decides, as DAFT)."""
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        return None if self.precision == "auto" else self.precision
+
+    def compile_properties(self) -> dict[str, object]:
+        hint = self.precision_hint()
         props: dict[str, object] = {}
-        if self.precision != "auto":
-            props["INFERENCE_PRECISION_HINT"] = self.precision
+        if hint:
+            props["INFERENCE_PRECISION_HINT"] = hint
         if self.threads > 0:
             props["INFERENCE_NUM_THREADS"] = int(self.threads)
         return props
+
+
+def precision_name(value: object) -> str:
+    """OpenVINO's element type (``ov.Type``) or its name as a short name: ``f32``, ``bf16``, ``f16``."""
+    name = value.get_type_name() if hasattr(value, "get_type_name") else str(value)
+    return {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}.get(name, name)
+
+
+def reported_precision(core) -> str:
+    """The inference precision the CPU plugin of ``core`` reports it will use (``f32``, ``bf16``, ...).
+
+    With no hint this is OpenVINO's default for the CPU (bf16 where it has native bf16); with a
+    hint set on the core, the hint as the plugin accepted it (bf16 asked on a CPU without it: f32).
+    """
+    return precision_name(core.get_property("CPU", "INFERENCE_PRECISION_HINT"))
 
 
 def model_files(models_dir: Path, name: str) -> tuple[Path, Path]:
@@ -193,39 +221,65 @@ class Sessions:
         self.config.compile_properties()  # validate early
         self._core = None
         self._cache_dir: str | None = None  # usable cache folder, set with the core
+        self._precision = ""  # the inference precision OpenVINO reports, set with the core
         self._models: dict[str, ModelSessions] = {}
         self._prompt_encoders: dict[Path, _Session] = {}
         self._pe: np.ndarray | None = None
         self._lock = threading.RLock()
         self._prefetch: threading.Thread | None = None
 
-    # -- OpenVINO core ------------------------------------------------------------------------
+    # -- OpenVINO core ---------------------------------------------------------------------------
     @property
     def core(self):
         with self._lock:
             if self._core is None:
-                ov = import_openvino()
-                core = ov.Core()
-                self._cache_dir = _usable_cache_dir(self.config.cache_dir)
-                if self._cache_dir:
-                    core.set_property({"CACHE_DIR": self._cache_dir})
-                self._core = core
+                self._set_core(import_openvino().Core())
             return self._core
+
+    def _set_core(self, core) -> None:
+        """Configure ``core`` (cache folder, precision hint) and read back the precision in effect."""
+        self._cache_dir = _usable_cache_dir(self.config.cache_dir)
+        if self._cache_dir:
+            core.set_property({"CACHE_DIR": self._cache_dir})
+        hint = self.config.precision_hint()
+        if hint:  # on the core too, so that what it reports is what every compile gets
+            core.set_property("CPU", {"INFERENCE_PRECISION_HINT": hint})
+        self._precision = reported_precision(core)
+        self._core = core
+
+    @property
+    def precision(self) -> str:
+        """The inference precision OpenVINO reports for this session's models (``f32``, ``bf16``)."""
+        _ = self.core
+        return self._precision
+
+    def static_batch(self) -> int | None:
+        """The batch graphs are compiled at: ``config.fixed_batch`` at an f32 precision, else None (as stored).
+
+        Decided from what OpenVINO reports, not from the flag: ``auto`` is f32 on some CPUs and
+        bf16 on others, and ``bf16`` runs f32 where the CPU lacks it.
+        """
+        return self.config.fixed_batch if self.precision == STATIC_BATCH_PRECISION else None
 
     def _compile(self, path: Path, inputs: tuple[str, ...], outputs: tuple[str, ...]) -> _Session:
         if not path.is_file():
             raise ModelError(f"model file {path} is missing")
         core, cache = self.core, self._cache_dir  # the cache folder was checked once, with the core
         props = self.config.compile_properties()
-        batch = self.config.fixed_batch
+        batch = self.static_batch()
         if batch is None:
             compiled = core.compile_model(str(path), "CPU", props)
-        elif cache:
-            compiled = core.compile_model(str(self._static_ir(path, batch, Path(cache))), "CPU", props)
         else:
-            model = core.read_model(str(path))
-            fix_batch(model, batch)
-            compiled = core.compile_model(model, "CPU", props)
+            if cache:
+                compiled = core.compile_model(str(self._static_ir(path, batch, Path(cache))), "CPU", props)
+            else:
+                model = core.read_model(str(path))
+                fix_batch(model, batch)
+                compiled = core.compile_model(model, "CPU", props)
+            got = precision_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
+            if got != STATIC_BATCH_PRECISION:  # the core said f32, the compiled graph says otherwise
+                log.debug("%s compiled at %s precision: compiling the graph as stored", path.name, got)
+                compiled = core.compile_model(str(path), "CPU", props)
         release_mapped_pages([self.models_dir, *([cache] if cache else [])])
         return _Session(compiled, path, inputs, outputs)
 
