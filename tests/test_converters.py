@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import locale
 import os
 
 import cv2
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from scan_writers import ORIGIN_XYZ, SPACING_XYZ, write_dicom_series
+from scan_writers import sitk_image as _sitk
 
 from daftseg.data import converters
 from daftseg.data.intensity import percentile_clip, window_ct
 from daftseg.data.sitk_volumes import GeometryError, read_dicom_series
 
-SPACING_XYZ = (0.7, 0.8, 2.5)  # anisotropic, so a swapped order shows
-ORIGIN_XYZ = (10.0, -20.0, 30.0)
 SHAPE_ZYX = (6, 20, 24)
 
 
@@ -30,53 +29,12 @@ def _ct_and_label() -> tuple[np.ndarray, np.ndarray]:
     return ct, label
 
 
-def _sitk(array: np.ndarray, spacing=SPACING_XYZ, origin=ORIGIN_XYZ, direction=None):
-    image = sitk.GetImageFromArray(array)
-    image.SetSpacing(spacing)
-    image.SetOrigin(origin)
-    if direction is not None:
-        image.SetDirection(direction)
-    return image
-
-
 def _write_nifti(tmp_path, image_kw=None, label_kw=None, label_array=None):
     ct, label = _ct_and_label()
     sitk.WriteImage(_sitk(ct, **(image_kw or {})), str(tmp_path / "case7.nii.gz"))
     sitk.WriteImage(_sitk(label if label_array is None else label_array, **(label_kw or {})),
                     str(tmp_path / "case7_label.nii.gz"))
     return tmp_path / "case7.nii.gz", tmp_path / "case7_label.nii.gz"
-
-
-def _write_dicom_series(folder, array: np.ndarray, modality: str = "CT"):
-    """One DICOM file per slice with the tags GDCM needs to sort and group them.
-
-    GDCM's writer leaves the process locale at "C" (Python's text I/O then defaults to ASCII for
-    every later test), so the locale is restored afterwards.
-    """
-    saved = locale.setlocale(locale.LC_ALL)
-    try:
-        return _write_slices(folder, array, modality)
-    finally:
-        locale.setlocale(locale.LC_ALL, saved)
-
-
-def _write_slices(folder, array: np.ndarray, modality: str):
-    folder.mkdir()
-    volume = _sitk(array)
-    uid = "1.2.826.0.1.3680043.2.1125.1.424242"
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    for z in range(array.shape[0]):
-        s = volume[:, :, z]
-        tags = {"0008|0060": modality, "0020|000e": uid, "0020|000d": uid + ".1",
-                "0020|0032": "\\".join(str(v) for v in volume.TransformIndexToPhysicalPoint((0, 0, z))),
-                "0020|0037": "1\\0\\0\\0\\1\\0", "0020|0013": str(z + 1), "0018|0050": str(SPACING_XYZ[2]),
-                "0008|0016": "1.2.840.10008.5.1.4.1.1.2", "0008|0018": f"{uid}.2.{z + 1}"}
-        for key, value in tags.items():
-            s.SetMetaData(key, value)
-        writer.SetFileName(str(folder / f"slice{z:03d}.dcm"))
-        writer.Execute(s)
-    return folder
 
 
 def test_nifti_ct_geometry_spacing_boxes_and_window(tmp_path, capsys):
@@ -182,7 +140,7 @@ def test_instances_min_size_and_seeded_jitter(tmp_path):
 
 def test_dicom_series_with_modality_from_the_tag(tmp_path, capsys):
     ct, label = _ct_and_label()
-    folder = _write_dicom_series(tmp_path / "series1", ct)
+    folder = write_dicom_series(tmp_path / "series1", ct)
     vol = read_dicom_series(folder)
     assert vol.modality == "CT" and vol.array.shape == SHAPE_ZYX and np.array_equal(vol.array, ct)
     assert vol.spacing_xyz == pytest.approx(SPACING_XYZ) and vol.origin_xyz == pytest.approx(ORIGIN_XYZ)
@@ -259,3 +217,61 @@ def test_training_format_output(tmp_path):
     assert os.listdir(tmp_path / "train") == ["CT_Mine_0001.npz"]
     with np.load(tmp_path / "train" / "CT_Mine_0001.npz") as f:
         assert set(f.files) == {"imgs", "gts", "spacing"} and f["imgs"].shape == f["gts"].shape
+
+
+def _tree(folder) -> dict:
+    """Every file under ``folder`` (hidden ones too) with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_name_collision_is_an_error_and_nothing_is_overwritten(tmp_path, capsys):
+    image, label = _write_nifti(tmp_path)
+    out = tmp_path / "o"
+    args = ["nifti", str(image), str(label), "-o", str(out), "--modality", "CT"]
+    assert converters.main(args) == 0
+    before = _tree(out)
+    capsys.readouterr()
+    # the same default name (the input stem) again, e.g. two DICOM folders both called "series"
+    assert converters.main(args + ["--window", "lung"]) == 1
+    err = capsys.readouterr().err
+    assert "3DBox_CT_case7.npz already exist" in err and "nothing was written" in err
+    assert _tree(out) == before
+    # only one of the pair taken: still refused, and the free half is not written either
+    (out / "imgs" / "3DBox_CT_case7.npz").unlink()
+    assert converters.main(args) == 1
+    assert not (out / "imgs" / "3DBox_CT_case7.npz").exists()
+    # the training layout refuses a taken name too
+    assert converters.main(args + ["--training", "--name", "t1"]) == 0
+    assert converters.main(args + ["--training", "--name", "t1"]) == 1
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "..", ".", ".hidden", "/abs/x", ""])
+def test_case_name_must_be_a_plain_file_name(tmp_path, capsys, name):
+    image, label = _write_nifti(tmp_path)
+    out = tmp_path / "deep" / "o"
+    assert converters.main(["nifti", str(image), str(label), "-o", str(out), "--modality", "CT",
+                            "--name", name]) == 1
+    assert "not a plain file name" in capsys.readouterr().err
+    assert not (tmp_path / "deep").exists() and not (tmp_path / "x.npz").exists()
+
+
+def test_pair_is_written_together_or_not_at_all(tmp_path, monkeypatch):
+    image, label = _write_nifti(tmp_path)
+    case = converters.convert_volume(converters.read_volume(image), converters.read_volume(label), "CT")
+    real = np.savez_compressed
+    calls = []
+
+    def fail_on_gts(path, **arrays):  # the imgs file is complete, then writing gts fails
+        calls.append(path)
+        if "gts" in arrays:
+            raise OSError("disk full")
+        real(path, **arrays)
+
+    monkeypatch.setattr(converters.np, "savez_compressed", fail_on_gts)
+    with pytest.raises(OSError, match="disk full"):
+        converters.write_converted(case, tmp_path / "o", "pair")
+    assert len(calls) == 2 and _tree(tmp_path / "o") == {}  # no imgs half, no temporary left
+    monkeypatch.setattr(converters.np, "savez_compressed", real)
+    paths = converters.write_converted(case, tmp_path / "o", "pair")
+    assert [p.relative_to(tmp_path / "o").as_posix() for p in paths] == ["imgs/pair.npz", "gts/pair.npz"]
+    assert sorted(_tree(tmp_path / "o")) == ["gts/pair.npz", "imgs/pair.npz"]

@@ -15,9 +15,13 @@ so this order makes NSD's 2 mm tolerance physically right for anisotropic volume
 ``pre_CT_MR.py`` stored ``GetSpacing()`` as is, i.e. (x, y, z); ``--spacing_order xyz`` writes
 that order for compatibility with files made by it (NSD is then computed with z and x swapped).
 
-Intensities (``daftseg.data.intensity``): CT is windowed (default abdomen, WL 40 / WW 400), MR and
+Readers and intensities are ``daftseg.io``'s (the same as ``daftseg-segment``): CT is windowed (default abdomen, WL 40 / WW 400), MR and
 PET are clipped to the 0.5-99.5 percentiles of the positive voxels, both rescaled to 0..255 uint8
 as ``pre_CT_MR.py`` does; 2D uint8 images are kept, wider ones percentile-clipped.
+
+Writes: the ``imgs``/``gts`` pair appears together or not at all (written into a private temporary
+folder, then renamed); a case name that already exists in the output folder is an error and
+nothing is overwritten; ``--name`` must be a plain file name (``../x`` is refused).
 
 Boxes come from the labels: one per label id (relabelled to 1..N in increasing id order), or with
 ``--instances`` one per connected component. 3D boxes span the object's x, y and z extent.
@@ -36,19 +40,25 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from daftseg.data.intensity import CT_WINDOWS, percentile_clip, to_uint8_range, window_ct
-from daftseg.data.label_boxes import boxes_from_labels, instance_labels, jitter_boxes
-from daftseg.data.sitk_volumes import GeometryError, Volume, check_same_geometry, read_volume
-from daftseg.geometry import to_rgb
+from daftseg.atomic import atomic_paths
+from daftseg.data.intensity import CT_WINDOWS
+from daftseg.data.label_boxes import boxes_from_labels, jitter_boxes
+from daftseg.io.labels import integer_labels, labels_to_objects
+from daftseg.io.medical import GeometryError, Volume, check_same_geometry, read_volume
+from daftseg.io.normalise import add_intensity_arguments, intensity_from_args, normalise_volume
+from daftseg.io.pictures import read_image_2d, read_mask_2d
+from daftseg.io.scan import DICOM_MODALITY, scan_stem
+
+__all__ = ["Converted", "GeometryError", "Volume", "check_same_geometry", "convert_image", "convert_volume",
+           "integer_labels", "labels_to_objects", "main", "normalise_volume", "read_image_2d", "read_mask_2d",
+           "read_volume", "write_converted"]
 
 # Modality names as they appear in challenge case names (prefix routing, spec §7.3).
 MODALITIES_3D = ("CT", "MR", "PET")
 MODALITIES_2D = ("X-Ray", "US", "Fundus", "Endoscopy", "Dermoscopy", "Microscope", "Mammography", "OCT",
                  "CT", "MR")
-DICOM_MODALITY = {"CT": "CT", "MR": "MR", "PT": "PET"}  # DICOM (0008,0060) -> case-name modality
 DEFAULT_SEED = 2024
 
 
@@ -67,67 +77,6 @@ class Converted:
     spacing: np.ndarray | None
     source_ids: np.ndarray
     spacing_order: str = "zyx"
-
-
-def integer_labels(array: np.ndarray, source: str) -> np.ndarray:
-    """Label array as integers; refuse fractional or negative values (an image given as a label)."""
-    if not np.issubdtype(array.dtype, np.integer):
-        rounded = np.rint(array)
-        if not np.array_equal(rounded, array):
-            raise ValueError(f"{source}: label values are not integers (is this an image, not a label map?)")
-        array = rounded.astype(np.int64)
-    if array.size and array.min() < 0:
-        raise ValueError(f"{source}: negative label values")
-    return array
-
-
-def labels_to_objects(labels: np.ndarray, instances: bool = False,
-                      min_size: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Objects 1..N from a label map: one per label id, or one per connected component.
-
-    Objects smaller than ``min_size`` pixels/voxels are dropped (MedSAM's preprocessing drops
-    tiny ones too). Returns (gts with labels 1..N in the smallest unsigned dtype, (N,) source label id).
-    """
-    objects = instance_labels(labels) if instances else labels
-    ids = np.unique(objects)
-    ids = ids[ids > 0]
-    if min_size > 0:
-        counts = np.bincount(objects.ravel().astype(np.int64), minlength=int(ids.max(initial=0)) + 1)
-        ids = ids[counts[ids] >= min_size]
-    if ids.size == 0:
-        raise ValueError("the label map has no foreground object" + (f" of at least {min_size} voxels"
-                                                                      if min_size else ""))
-    lut = np.zeros(int(objects.max()) + 1, dtype=np.int64)
-    lut[ids] = np.arange(1, ids.size + 1)
-    gts = lut[objects]
-    dtype = np.uint8 if ids.size < 256 else np.uint16 if ids.size < 65536 else np.uint32
-    gts = gts.astype(dtype)
-    # Source id of each object: the input label value at the object's first voxel.
-    nz = np.flatnonzero(gts)
-    first = np.unique(gts.ravel()[nz], return_index=True)[1]
-    return gts, labels.ravel()[nz[first]].astype(np.int64)
-
-
-def normalise_volume(array: np.ndarray, modality: str, intensity: str = "auto",
-                     window: tuple[float, float] = CT_WINDOWS["abdomen"]) -> np.ndarray:
-    """(z, y, x) raw volume -> uint8, as ``pre_CT_MR.py``.
-
-    Args:
-        intensity: ``auto`` (CT: window, MR/PET: percentile), ``window``, ``percentile``, or
-            ``none`` (data already in 0..255; cast only).
-        window: (level, width) in HU for ``window``.
-    """
-    if intensity == "auto":
-        intensity = "window" if modality == "CT" else "percentile"
-    if intensity == "window":
-        return window_ct(array, *window)
-    if intensity == "percentile":
-        return percentile_clip(array)
-    if intensity == "none":
-        if array.min() < 0 or array.max() > 255:
-            raise ValueError(f"--intensity none needs values in 0..255, got {array.min()}..{array.max()}")
-        return array.astype(np.uint8)
-    raise ValueError(f"unknown intensity mode {intensity!r}")
 
 
 def convert_volume(image: Volume, label: Volume, modality: str, *, intensity: str = "auto",
@@ -154,38 +103,6 @@ def convert_volume(image: Volume, label: Volume, modality: str, *, intensity: st
     return Converted(imgs, gts, boxes, spacing, source_ids, spacing_order)
 
 
-def read_image_2d(path: Path) -> np.ndarray:
-    """PNG/JPG/TIFF/BMP -> (H, W, 3) uint8 RGB; grey is repeated, alpha dropped, wide types percentile-clipped."""
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ValueError(f"OpenCV cannot read image {path}")
-    if image.ndim == 3 and image.shape[2] >= 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
-    return to_rgb(to_uint8_range(image))
-
-
-def read_mask_2d(path: Path) -> np.ndarray:
-    """Mask image -> (H, W) integer labels.
-
-    Grey masks keep their values (0/255 masks become one object after relabelling); colour
-    masks with unequal channels get one label per distinct colour (black is background),
-    numbered in sorted colour order.
-    """
-    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if mask is None:
-        raise ValueError(f"OpenCV cannot read mask {path}")
-    if mask.ndim == 3:
-        mask = mask[:, :, :3]
-        if (mask == mask[:, :, :1]).all():
-            mask = mask[:, :, 0]
-        else:
-            colours, inverse = np.unique(mask.reshape(-1, 3), axis=0, return_inverse=True)
-            # Sorted colours start with black when there is any: black -> 0, the rest -> 1..
-            offset = 0 if not colours[0].any() else 1
-            mask = (inverse.ravel() + offset).reshape(mask.shape[:2])
-    return integer_labels(mask, str(path))
-
-
 def convert_image(image_path: Path, mask_path: Path, *, instances: bool = False, min_size: int = 0,
                   jitter: int = 0, seed: int = DEFAULT_SEED) -> Converted:
     """A 2D image and its mask image -> challenge arrays ((H, W, 3) uint8, (N, 4) boxes, no spacing)."""
@@ -199,29 +116,55 @@ def convert_image(image_path: Path, mask_path: Path, *, instances: bool = False,
     return Converted(imgs, gts, boxes, None, source_ids)
 
 
-def write_converted(case: Converted, out_dir: Path, name: str, training: bool = False) -> list[Path]:
-    """Write the challenge pair (``imgs/`` + ``gts/``) or one training-format file; returns the paths."""
-    name = name if name.endswith(".npz") else name + ".npz"
+class CaseNameError(ValueError):
+    """A case name that is not a plain file name, or one whose files already exist."""
+
+
+def check_case_name(name: str) -> str:
+    """``name`` + ``.npz`` if it is a plain file name, else a ValueError (no folders, no hidden names).
+
+    A name with a path separator (``../x``, ``a/b``) would write outside the output folder; a name
+    starting with "." is hidden and could be taken for a temporary file of ``daftseg.atomic``.
+    """
+    bad = (not name or name in (".", "..") or name.startswith(".") or "\0" in name
+           or any(sep in name for sep in ("/", "\\")) or Path(name).name != name)
+    if bad:
+        raise CaseNameError(f"case name {name!r} is not a plain file name (no folders, not hidden); "
+                            "pass a name such as --name 3DBox_CT_0001")
+    return name if name.endswith(".npz") else name + ".npz"
+
+
+def output_paths(out_dir: Path, name: str, training: bool = False) -> list[Path]:
+    """Where ``write_converted`` puts case ``name``: ``imgs/`` + ``gts/``, or one training file."""
+    name = check_case_name(name)
     out_dir = Path(out_dir)
+    return [out_dir / name] if training else [out_dir / "imgs" / name, out_dir / "gts" / name]
+
+
+def check_free(paths: list[Path]) -> None:
+    """Refuse to overwrite: a ValueError naming every path that already exists."""
+    taken = [str(p) for p in paths if p.exists() or p.is_symlink()]
+    if taken:
+        raise CaseNameError(f"{', '.join(taken)} already exist{'s' if len(taken) == 1 else ''}; nothing was "
+                            "written (choose another --name or output folder, or remove the old case)")
+
+
+def write_converted(case: Converted, out_dir: Path, name: str, training: bool = False) -> list[Path]:
+    """Write the challenge pair (``imgs/`` + ``gts/``) or one training-format file; returns the paths.
+
+    Both files of a pair appear together or not at all (``daftseg.atomic.atomic_paths``); an existing
+    file of either name is an error and nothing is written.
+    """
+    paths = output_paths(out_dir, name, training)
+    check_free(paths)
     extra = {} if case.spacing is None else {"spacing": case.spacing}
-    if training:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(out_dir / name, imgs=case.imgs, gts=case.gts, **extra)
-        return [out_dir / name]
-    (out_dir / "imgs").mkdir(parents=True, exist_ok=True)
-    (out_dir / "gts").mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out_dir / "imgs" / name, imgs=case.imgs, boxes=case.boxes, **extra)
-    np.savez_compressed(out_dir / "gts" / name, gts=case.gts, **extra)
-    return [out_dir / "imgs" / name, out_dir / "gts" / name]
-
-
-def _stem(path: Path) -> str:
-    """File name without .nii.gz / .nii / image suffix; a folder's own name."""
-    name = Path(path).name
-    for suffix in (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    with atomic_paths(paths) as temps:
+        if training:
+            np.savez_compressed(temps[0], imgs=case.imgs, gts=case.gts, **extra)
+        else:
+            np.savez_compressed(temps[0], imgs=case.imgs, boxes=case.boxes, **extra)
+            np.savez_compressed(temps[1], gts=case.gts, **extra)
+    return paths
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-o", "--out_dir", type=Path, required=True)
     common.add_argument("--name", default=None,
-                        help="case name (default <2D|3D>Box_<modality>_<input stem>); '.npz' is added")
+                        help="case name, a plain file name (default <2D|3D>Box_<modality>_<input stem>); '.npz' is "
+                             "added. An existing case of that name is an error: nothing is overwritten")
     common.add_argument("--instances", action="store_true",
                         help="one box per connected component instead of one per label id")
     common.add_argument("--min_size", type=int, default=0, help="drop objects with fewer pixels/voxels")
@@ -241,12 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--training", action="store_true",
                         help="write one training-format npz (imgs, gts) into OUT_DIR instead")
     volume = argparse.ArgumentParser(add_help=False)
-    volume.add_argument("--intensity", choices=("auto", "window", "percentile", "none"), default="auto",
-                        help="auto: CT windowing, MR/PET percentile clipping (as MedSAM pre_CT_MR.py)")
-    volume.add_argument("--window", choices=sorted(CT_WINDOWS), default="abdomen",
-                        help="CT window preset (default abdomen: WL 40, WW 400)")
-    volume.add_argument("--window_level", type=float, default=None, help="overrides the preset's level")
-    volume.add_argument("--window_width", type=float, default=None, help="overrides the preset's width")
+    add_intensity_arguments(volume)
     volume.add_argument("--spacing_order", choices=("zyx", "xyz"), default="zyx",
                         help="zyx (default): same axis order as the arrays; xyz: SimpleITK GetSpacing() "
                              "order, as MedSAM's pre_CT_MR.py stored it")
@@ -278,7 +217,7 @@ def convert_from_args(args: argparse.Namespace) -> tuple[Converted, str]:
     if args.kind == "image":
         case = convert_image(args.image, args.label, instances=args.instances, min_size=args.min_size,
                              jitter=args.jitter, seed=args.seed)
-        return case, args.name or f"2DBox_{args.modality}_{_stem(args.image)}"
+        return case, args.name or f"2DBox_{args.modality}_{scan_stem(args.image)}"
     image = read_volume(args.image, getattr(args, "series_id", None))
     label = read_volume(args.label)
     modality = args.modality
@@ -286,19 +225,19 @@ def convert_from_args(args: argparse.Namespace) -> tuple[Converted, str]:
         modality = DICOM_MODALITY.get(image.modality or "")
         if modality is None:
             raise ValueError(f"DICOM Modality tag is {image.modality!r}; pass --modality {{CT,MR,PET}}")
-    level, width = CT_WINDOWS[args.window]
-    window = (args.window_level if args.window_level is not None else level,
-              args.window_width if args.window_width is not None else width)
-    case = convert_volume(image, label, modality, intensity=args.intensity, window=window,
+    intensity = intensity_from_args(args)
+    case = convert_volume(image, label, modality, intensity=intensity.mode, window=intensity.window,
                           instances=args.instances, min_size=args.min_size, jitter=args.jitter,
                           seed=args.seed, spacing_order=args.spacing_order,
                           check_geometry=not args.no_geometry_check)
-    return case, args.name or f"3DBox_{modality}_{_stem(args.image)}"
+    return case, args.name or f"3DBox_{modality}_{scan_stem(args.image)}"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.name is not None:  # before the slow part: a bad name or a taken one fails at once
+            check_free(output_paths(args.out_dir, args.name, args.training))
         case, name = convert_from_args(args)
         paths = write_converted(case, args.out_dir, name, args.training)
     except (ValueError, FileNotFoundError) as err:  # GeometryError is a ValueError

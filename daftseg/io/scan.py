@@ -1,0 +1,236 @@
+"""``read_scan`` and ``write_labels``: a scan in the runtime's layout, and a label map back on its grid.
+
+Formats read: NIfTI (``.nii``, ``.nii.gz``), a DICOM series folder (or one ``.dcm`` file), NRRD, MHA
+and whatever else SimpleITK reads; PNG/JPG/TIFF/BMP pictures (OpenCV); challenge npz (``imgs``).
+Runtime layout: 3D (D, H, W) uint8 = (z, y, x); 2D (H, W, 3) uint8 RGB.
+
+Formats written (by the output name): ``.nii.gz``/``.nii``/``.nrrd``/``.mha`` with the scan's
+spacing, origin and direction (the label map overlays the scan voxel for voxel in a viewer),
+``.png`` for 2D, ``.npz`` (``segs``, uint16 as DAFT). DICOM SEG is not written (out of scope): a
+DICOM series gets NIfTI, which 3D Slicer and ITK-SNAP overlay on the series. Every write is atomic.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from daftseg.atomic import atomic_paths
+from daftseg.io.geometry import Geometry
+from daftseg.io.medical import LABEL_WRITERS, Volume, medical_format, read_volume, write_label_image
+from daftseg.io.normalise import Intensity, normalise_volume
+from daftseg.io.pictures import is_picture, read_image_2d, read_mask_2d, write_png_labels
+
+DICOM_MODALITY = {"CT": "CT", "MR": "MR", "PT": "PET"}  # DICOM (0008,0060) -> case-name modality
+LABEL_SUFFIXES = (*LABEL_WRITERS, ".png", ".npz")
+MAX_LABEL = 65535  # label values fit uint16, the dtype of DAFT's segs
+
+
+class ScanError(ValueError):
+    """A scan, label map or output path cannot be used; the message names the file and the problem."""
+
+
+def scan_format(path: Path) -> str:
+    """``dicom`` (a folder or ``.dcm``), ``image``, ``npz``, ``nifti``, ``nrrd``, ``mha``, or ``other``
+    (left to SimpleITK). Raises FileNotFoundError when nothing is at ``path``."""
+    path = Path(path)
+    if path.is_dir():
+        return "dicom"
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file or folder: {path}")
+    if is_picture(path):
+        return "image"
+    if path.name.lower().endswith(".npz"):
+        return "npz"
+    return medical_format(path) or "other"
+
+
+def scan_modality(geometry: Geometry, modality: str | None) -> str | None:
+    """The modality given, else the one a DICOM Modality tag names (CT, MR, PT -> PET), else None."""
+    if modality:
+        return modality
+    return DICOM_MODALITY.get(geometry.modality or "")
+
+
+def read_scan(path: str | Path, series_id: str | None = None, modality: str | None = None,
+              intensity: Intensity | None = None) -> tuple[np.ndarray, Geometry]:
+    """Read a scan and bring it to the runtime's layout and uint8 intensities.
+
+    Args:
+        series_id: the DICOM SeriesInstanceUID when a folder holds several series.
+        modality: CT (windowing) or anything else (percentile clipping) for medical formats; a DICOM
+            series defaults to its Modality tag. Needed for medical formats under ``intensity`` auto.
+        intensity: ``Intensity`` (mode and CT window); default auto, abdomen window.
+
+    Returns:
+        (array, geometry): (D, H, W) uint8 or (H, W, 3) uint8, and its ``Geometry``.
+    """
+    path = Path(path)
+    intensity = intensity or Intensity()
+    fmt = scan_format(path)
+    if fmt == "image":
+        rgb = read_image_2d(path, intensity)
+        return rgb, Geometry.identity(rgb.shape[1::-1], "image", str(path))
+    if fmt == "npz":
+        return _read_npz(path)
+    volume = read_volume(path, series_id, dims=(2, 3))
+    geometry = volume.geometry(fmt if fmt != "other" else _suffix(path))
+    modality = scan_modality(geometry, modality)
+    if modality is None and intensity.mode in ("auto",):
+        raise ScanError(f"{path}: give --modality (CT is windowed, MR/PET percentile-clipped to uint8)")
+    array = normalise_volume(volume.array, modality, intensity.mode, intensity.window)
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    return array, geometry
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, Geometry]:
+    """A challenge npz's ``imgs`` (3D when the file name starts with ``3D``, as DAFT decides).
+
+    Its ``spacing`` is taken in the arrays' (z, y, x) order, the converters' default.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "imgs" not in z.files:
+                raise ScanError(f"{path}: no 'imgs' array (keys: {', '.join(z.files) or 'none'})")
+            imgs = z["imgs"]
+            spacing = z["spacing"] if "spacing" in z.files else None
+    except ScanError:
+        raise
+    except (ValueError, OSError, EOFError) as err:
+        raise ScanError(f"{path}: unreadable npz: {' '.join(str(err).split())}") from None
+    if path.name.startswith("3D"):
+        if imgs.ndim != 3:
+            raise ScanError(f"{path}: a 3D case (name starts with '3D') needs imgs (D, H, W), got {imgs.shape}")
+        sp = tuple(float(s) for s in spacing[::-1]) if spacing is not None and np.size(spacing) == 3 else None
+        return imgs, Geometry.identity(imgs.shape[::-1], "npz", str(path), sp)
+    if imgs.ndim == 2 or (imgs.ndim == 3 and imgs.shape[2] in (1, 3, 4)):
+        from daftseg.geometry import to_rgb
+
+        rgb = np.ascontiguousarray(to_rgb(imgs))
+        return rgb, Geometry.identity(rgb.shape[1::-1], "npz", str(path))
+    raise ScanError(f"{path}: a 2D case needs imgs (H, W) or (H, W, 3), got {imgs.shape} "
+                    "(3D case names start with '3D')")
+
+
+def read_label_map(path: str | Path, geometry: Geometry, series_id: str | None = None) -> np.ndarray:
+    """A label map on ``geometry``'s grid, as integers in the runtime's spatial layout ((D, H, W) or (H, W)).
+
+    Medical files must match the scan's size, spacing, origin and direction (as the converters
+    check); pictures and npz only its size.
+    """
+    from daftseg.io.labels import integer_labels
+    from daftseg.io.medical import check_same_geometry
+
+    path = Path(path)
+    fmt = scan_format(path)
+    if fmt == "image":
+        labels = read_mask_2d(path)
+    elif fmt == "npz":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                key = next((k for k in ("gts", "segs") if k in z.files), None)
+                if key is None:
+                    raise ScanError(f"{path}: no 'gts' or 'segs' array (keys: {', '.join(z.files) or 'none'})")
+                labels = z[key]
+        except ScanError:
+            raise
+        except (ValueError, OSError, EOFError) as err:
+            raise ScanError(f"{path}: unreadable npz: {' '.join(str(err).split())}") from None
+    else:
+        label = read_volume(path, series_id, dims=(2, 3))
+        if label.array.ndim == geometry.ndim and geometry.source_format not in ("image", "npz"):
+            check_same_geometry(Volume(np.empty(geometry.array_shape, np.uint8), geometry.spacing,
+                                       geometry.origin, geometry.direction, geometry.source), label)
+        labels = label.array
+    if tuple(labels.shape) != geometry.array_shape:
+        raise ScanError(f"label map {path} has shape {tuple(labels.shape)} but the scan {geometry.source} "
+                        f"has {geometry.array_shape}")
+    return integer_labels(labels, str(path))
+
+
+def label_suffix(path: str | Path, geometry: Geometry | None = None) -> str:
+    """The output format of ``path`` (its suffix), or a ScanError saying why it cannot hold these labels
+    (without ``geometry``, only whether the format is one that labels are written in)."""
+    name = Path(path).name.lower()
+    suffix = next((s for s in LABEL_SUFFIXES if name.endswith(s)), None)
+    if suffix is None:
+        if name.endswith(".dcm") or not Path(name).suffix:
+            raise ScanError(f"{path}: DICOM SEG output is out of scope; write NIfTI (.nii.gz), which 3D Slicer "
+                            "and ITK-SNAP overlay on the DICOM series")
+        if name.endswith(".mhd"):
+            raise ScanError(f"{path}: .mhd writes two files; use .mha (one file)")
+        raise ScanError(f"{path}: unsupported label format; use one of {', '.join(LABEL_SUFFIXES)}")
+    if suffix == ".png" and geometry is not None and geometry.ndim != 2:
+        raise ScanError(f"{path}: PNG holds 2D label maps only; this scan is 3D (use .nii.gz)")
+    return suffix
+
+
+def write_labels(labels: np.ndarray, geometry: Geometry, path: str | Path,
+                 sidecar: dict | None = None) -> list[Path]:
+    """Write a label map on ``geometry``'s grid, atomically; returns the paths written.
+
+    Args:
+        labels: (D, H, W) or (H, W) non-negative integers up to 65535, in the runtime's layout.
+        path: the output; its ending chooses the format (see the module docstring).
+        sidecar: written as JSON next to ``path`` (same name, ``.json``) in the same atomic step.
+    """
+    path = Path(path)
+    suffix = label_suffix(path, geometry)
+    labels = np.asarray(labels)
+    if tuple(labels.shape) != geometry.array_shape:
+        raise ScanError(f"label map shape {labels.shape} does not match the scan's {geometry.array_shape}")
+    top = int(labels.max(initial=0))
+    if (labels.size and labels.min() < 0) or top > MAX_LABEL:
+        raise ScanError(f"label values must lie in 0..{MAX_LABEL}")
+    finals = [path] + ([sidecar_path(path)] if sidecar is not None else [])
+    with atomic_paths(finals) as temps:
+        if suffix == ".png":
+            write_png_labels(labels, temps[0])
+        elif suffix == ".npz":
+            np.savez_compressed(temps[0], segs=labels.astype(np.uint16))
+        else:
+            write_label_image(labels.astype(np.uint8 if top <= 255 else np.uint16), geometry, temps[0], suffix)
+        if sidecar is not None:
+            temps[1].write_text(_json_text(sidecar), encoding="utf-8")
+    return finals
+
+
+def _json_text(data: dict) -> str:
+    """Indented JSON with lists of numbers kept on one line (boxes stay readable)."""
+    text = json.dumps(data, indent=2)
+    return re.sub(r"\[\s+([-+.,\deE\s]+?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text) + "\n"
+
+
+def sidecar_path(path: Path) -> Path:
+    """``seg.nii.gz`` -> ``seg.json``: the label map's name without its format ending."""
+    path = Path(path)
+    name = path.name
+    suffix = next((s for s in LABEL_SUFFIXES if name.lower().endswith(s)), Path(name).suffix)
+    return path.with_name(name[: len(name) - len(suffix)] + ".json")
+
+
+def scan_stem(path: Path) -> str:
+    """File name without its format ending; a folder's own name."""
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm", ".npz", ".png", ".jpg", ".jpeg",
+                   ".tif", ".tiff", ".bmp"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def default_output(path: Path, geometry: Geometry) -> Path:
+    """``<stem>_seg`` + the scan's own format (NIfTI for DICOM and other formats, PNG for pictures)."""
+    ext = {"nifti": ".nii.gz", "nrrd": ".nrrd", "mha": ".mha", "image": ".png", "npz": ".npz"}
+    suffix = ext.get(geometry.source_format, ".nii.gz")
+    if Path(path).name.lower().endswith(".nii"):
+        suffix = ".nii"
+    return Path(f"{scan_stem(path)}_seg{suffix}")
+
+
+def _suffix(path: Path) -> str:
+    return Path(path).suffix.lower().lstrip(".") or "unknown"

@@ -1,0 +1,284 @@
+"""daftseg.io: scans read into the runtime's layout with their geometry, label maps written back on it.
+
+References are SimpleITK's own index <-> physical point transforms and files the tests write.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scan_writers import SPACING_XYZ, rotation, sitk_image, write_dicom_series, write_volume
+
+from daftseg.data import converters
+from daftseg.io import Geometry, Intensity, ScanError, read_label_map, read_scan, write_labels
+from daftseg.io.prompts import Box, BoxError, parse_box_text, read_box_file, voxel_boxes
+
+SHAPE = (6, 20, 24)  # (z, y, x)
+ROTATED = rotation(30.0, 20.0)
+
+
+def _ct() -> np.ndarray:
+    ct = np.full(SHAPE, -1000, np.int16)
+    ct[:, 2:18, 3:21] = np.arange(18, dtype=np.int16) * 20 - 100
+    ct[0, 0, 0] = 1000
+    return ct
+
+
+def _labels() -> np.ndarray:
+    lab = np.zeros(SHAPE, np.uint8)
+    lab[1:4, 3:7, 5:11] = 5
+    lab[2:6, 12:16, 14:20] = 2
+    return lab
+
+
+def _geometry_of(image) -> tuple:
+    return image.GetSpacing(), image.GetOrigin(), image.GetDirection()
+
+
+def _assert_same_grid(a, b) -> None:
+    """Two SimpleITK images on one grid (NIfTI stores the header in float32: 1e-5 mm)."""
+    assert a.GetSize() == b.GetSize()
+    for x, y in zip(_geometry_of(a), _geometry_of(b), strict=True):
+        assert np.allclose(x, y, atol=1e-5), (x, y)
+
+
+def _assert_labels_on_same_points(scan, labels: np.ndarray, written) -> None:
+    """Every labelled voxel of the scan, taken to its physical point, finds the same label in ``written``."""
+    out = sitk.GetArrayFromImage(written)
+    zs, ys, xs = np.nonzero(labels)
+    for z, y, x in list(zip(zs, ys, xs, strict=True))[:: max(1, len(zs) // 60)]:
+        point = scan.TransformIndexToPhysicalPoint((int(x), int(y), int(z)))
+        i, j, k = written.TransformPhysicalPointToIndex(point)
+        assert out[k, j, i] == labels[z, y, x]
+
+
+def test_geometry_transforms_match_simpleitk():
+    image = sitk_image(_ct(), direction=ROTATED)
+    g = Geometry(image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection(), "zyx", "nifti")
+    rng = np.random.default_rng(0)
+    idx = rng.uniform(-2, 30, (20, 3))
+    world = g.index_to_world(idx)
+    for i, p in zip(idx, world, strict=True):
+        assert np.allclose(p, image.TransformContinuousIndexToPhysicalPoint(i.tolist()), atol=1e-9)
+    assert np.allclose(g.world_to_index(world), idx, atol=1e-9)
+    assert g.array_shape == SHAPE
+
+
+@pytest.mark.parametrize("direction", [None, ROTATED])
+def test_world_box_goes_to_the_voxel_box_around_its_corners(direction):
+    image = sitk_image(_ct(), direction=direction)
+    g = Geometry(image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection(), "zyx", "nifti")
+    a, b = (2, 3, 1), (10, 12, 4)
+    pa, pb = np.array(image.TransformIndexToPhysicalPoint(a)), np.array(image.TransformIndexToPhysicalPoint(b))
+    lo, hi = np.minimum(pa, pb), np.maximum(pa, pb)
+    got = g.world_box_to_index(np.concatenate([lo, hi]))
+    corners = [[(hi if (c >> ax) & 1 else lo)[ax] for ax in range(3)] for c in range(8)]
+    idx = np.array([image.TransformPhysicalPointToContinuousIndex(p) for p in corners])
+    expected = np.concatenate([np.rint(idx).min(0), np.rint(idx).max(0)]).astype(int)
+    assert got.tolist() == expected.tolist()
+    if direction is None:
+        assert got.tolist() == [*a, *b]
+
+
+@pytest.mark.parametrize("ext", [".nii.gz", ".nii", ".nrrd", ".mha"])
+def test_volume_round_trip_keeps_geometry_and_labels_on_their_points(tmp_path, ext):
+    """Read, write, read: same spacing, origin, direction; each label on the same physical point."""
+    path = write_volume(tmp_path / f"ct{ext}", _ct(), direction=ROTATED)
+    scan = sitk.ReadImage(str(path))
+    array, g = read_scan(path, modality="CT")
+    assert array.shape == SHAPE and array.dtype == np.uint8
+    assert g.axes == "zyx" and g.size == (24, 20, 6) and g.source_format == ext.strip(".").split(".")[0].replace(
+        "nii", "nifti")
+    assert np.allclose(g.spacing, SPACING_XYZ, atol=1e-6) and np.allclose(g.direction, ROTATED, atol=1e-5)
+    labels = _labels()
+    written = write_labels(labels, g, tmp_path / f"seg{ext}")
+    assert written == [tmp_path / f"seg{ext}"]
+    out = sitk.ReadImage(str(written[0]))
+    _assert_same_grid(scan, out)
+    assert np.array_equal(sitk.GetArrayFromImage(out), labels)
+    _assert_labels_on_same_points(scan, labels, out)
+    again, g2 = read_scan(written[0], intensity=Intensity("none"))
+    assert again.shape == SHAPE and np.array_equal(again, labels)
+    assert np.allclose(g2.origin, g.origin, atol=1e-5) and np.allclose(g2.direction, g.direction, atol=1e-5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"ct{ext}", f"seg{ext}"])  # no temporaries
+
+
+def test_intensity_is_the_converters(tmp_path):
+    """CT windowing and MR percentile clipping: the same uint8 volume as the converters write."""
+    ct_path = write_volume(tmp_path / "ct.nii.gz", _ct())
+    lab_path = write_volume(tmp_path / "lab.nii.gz", _labels())
+    vol, lab = converters.read_volume(ct_path), converters.read_volume(lab_path)
+    for modality, window in (("CT", "abdomen"), ("CT", "lung"), ("MR", "abdomen")):
+        args = converters.build_parser().parse_args(["nifti", "x", "y", "-o", "o", "--modality", modality,
+                                                     "--window", window])
+        from daftseg.io.normalise import intensity_from_args
+
+        intensity = intensity_from_args(args)
+        expected = converters.convert_volume(vol, lab, modality, window=intensity.window).imgs
+        assert np.array_equal(read_scan(ct_path, modality=modality, intensity=intensity)[0], expected)
+    # CT abdomen window (WL 40, WW 400) on data spanning it: -1000 -> 0, 1000 -> 255, 40 -> 127
+    ct = read_scan(ct_path, modality="CT")[0]
+    assert ct[0, 0, 0] == 255 and ct[0, 0, 1] == 0 and ct[0, 2, 10] == int((40 + 160) / 400 * 255)
+
+
+@pytest.mark.parametrize("dtype, lo, hi", [(np.int16, -1024, 3000), (np.int16, -100, 200), (np.int16, -32768, 32767),
+                                           (np.uint16, 0, 5000), (np.uint8, 3, 250), (np.int32, -2000, 70000)])
+@pytest.mark.parametrize("window", [(40.0, 400.0), (-600.0, 1500.0), (40.0, 80.0)])
+def test_windowing_by_table_gives_window_cts_bytes(dtype, lo, hi, window):
+    """The fast path (a table over the values present) equals the float64 windowing voxel for voxel."""
+    from daftseg.data.intensity import window_ct
+    from daftseg.io.normalise import TABLE_MIN_VOXELS, normalise_volume
+
+    data = np.random.default_rng(1).integers(lo, hi, (4, 200, 200), endpoint=True).astype(dtype)
+    got = normalise_volume(data, "CT", "window", window)
+    assert got.dtype == np.uint8 and np.array_equal(got, window_ct(data, *window))
+    strided = data[:, ::2, :]  # a non-contiguous view takes the same path
+    assert strided.size > TABLE_MIN_VOXELS and not strided.flags.c_contiguous
+    assert np.array_equal(normalise_volume(strided, "CT", "window", window), window_ct(strided, *window))
+
+
+def test_dicom_series_round_trip_with_rotation(tmp_path):
+    folder = write_dicom_series(tmp_path / "series", _ct(), direction=ROTATED)
+    array, g = read_scan(folder)  # modality from the tag: CT windowing
+    assert g.source_format == "dicom" and g.modality == "CT" and g.series_uid.endswith("424242")
+    assert np.array_equal(array, read_scan(folder, modality="CT")[0])
+    assert np.allclose(g.spacing, SPACING_XYZ, atol=1e-4) and np.allclose(g.direction, ROTATED, atol=1e-5)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder)))
+    scan = reader.Execute()
+    labels = _labels()
+    out_path = write_labels(labels, g, tmp_path / "seg.nii.gz")[0]
+    out = sitk.ReadImage(str(out_path))
+    _assert_same_grid(scan, out)
+    _assert_labels_on_same_points(scan, labels, out)
+    with pytest.raises(ScanError, match="DICOM SEG output is out of scope"):
+        write_labels(labels, g, tmp_path / "seg.dcm")
+
+
+def test_several_dicom_series_need_a_series_id(tmp_path):
+    folder = write_dicom_series(tmp_path / "two", _ct(), uid="1.2.3.4.111")
+    write_dicom_series(folder, _ct() + 7, uid="1.2.3.4.222")
+    with pytest.raises(ValueError, match=r"holds 2 DICOM series; choose one with --series_id: .*1\.2\.3\.4\.111"):
+        read_scan(folder)
+    raw = read_scan(folder, series_id="1.2.3.4.222", intensity=Intensity("window", (0, 4000)))
+    assert raw[1].series_uid == "1.2.3.4.222"
+    with pytest.raises(ValueError, match="series 9.9 not in"):
+        read_scan(folder, series_id="9.9")
+
+
+def test_png_scan_and_label_png(tmp_path):
+    rgb = np.zeros((30, 40, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 120, 30
+    cv2.imwrite(str(tmp_path / "photo.png"), rgb[:, :, ::-1])
+    array, g = read_scan(tmp_path / "photo.png")
+    assert array.shape == (30, 40, 3) and array[0, 0].tolist() == [200, 120, 30]
+    assert g.axes == "yx" and g.size == (40, 30) and g.source_format == "image"
+    labels = np.zeros((30, 40), np.uint16)
+    labels[2:5, 3:9] = 1
+    labels[10:20, 20:30] = 2
+    write_labels(labels, g, tmp_path / "seg.png")
+    back = cv2.imread(str(tmp_path / "seg.png"), cv2.IMREAD_UNCHANGED)
+    assert back.dtype == np.uint8 and np.array_equal(back, labels)
+    labels[0, 0] = 300  # beyond 8 bits: a 16-bit PNG
+    write_labels(labels, g, tmp_path / "seg16.png")
+    assert np.array_equal(cv2.imread(str(tmp_path / "seg16.png"), cv2.IMREAD_UNCHANGED), labels)
+    with pytest.raises(ScanError, match="PNG holds 2D"):
+        write_labels(_labels(), Geometry.identity((24, 20, 6), "nifti"), tmp_path / "x.png")
+
+
+def test_challenge_npz_scan(tmp_path):
+    imgs = np.random.default_rng(0).integers(0, 255, SHAPE, dtype=np.uint8)
+    np.savez(tmp_path / "3DBox_CT_0001.npz", imgs=imgs, boxes=np.zeros((0, 6)), spacing=np.array([2.5, 0.8, 0.7]))
+    array, g = read_scan(tmp_path / "3DBox_CT_0001.npz")
+    assert np.array_equal(array, imgs) and g.spacing == (0.7, 0.8, 2.5) and g.source_format == "npz"
+    write_labels(_labels(), g, tmp_path / "out.npz")
+    with np.load(tmp_path / "out.npz") as z:
+        assert z.files == ["segs"] and z["segs"].dtype == np.uint16 and np.array_equal(z["segs"], _labels())
+    np.savez(tmp_path / "2DBox_US_1.npz", imgs=imgs[0])
+    assert read_scan(tmp_path / "2DBox_US_1.npz")[0].shape == (20, 24, 3)
+
+
+def test_label_map_must_share_the_scan_grid(tmp_path):
+    path = write_volume(tmp_path / "ct.nii.gz", _ct(), direction=ROTATED)
+    _, g = read_scan(path, modality="CT")
+    write_volume(tmp_path / "ok.nii.gz", _labels(), direction=ROTATED)
+    assert np.array_equal(read_label_map(tmp_path / "ok.nii.gz", g), _labels())
+    write_volume(tmp_path / "moved.nii.gz", _labels(), direction=ROTATED, origin=(0.0, 0.0, 0.0))
+    with pytest.raises(ValueError, match="not on the same voxel grid"):
+        read_label_map(tmp_path / "moved.nii.gz", g)
+
+
+def test_unreadable_and_missing_scans(tmp_path):
+    (tmp_path / "junk.nii.gz").write_bytes(b"not an image at all")
+    with pytest.raises(ValueError, match="SimpleITK cannot read"):
+        read_scan(tmp_path / "junk.nii.gz", modality="CT")
+    (tmp_path / "junk.png").write_bytes(b"nope")
+    with pytest.raises(ValueError, match="OpenCV cannot read"):
+        read_scan(tmp_path / "junk.png")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        read_scan(tmp_path / "missing.nii.gz")
+    write_volume(tmp_path / "ct.nii.gz", _ct())
+    with pytest.raises(ScanError, match="give --modality"):
+        read_scan(tmp_path / "ct.nii.gz")
+
+
+# -- boxes --------------------------------------------------------------------------------------------
+
+
+def test_box_files_json_and_csv(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps(
+        {"boxes": [[1, 2, 0, 5, 6, 3], {"box": [2, 2, 1, 4, 4, 2], "label": 7, "name": "liver"}]}))
+    boxes = read_box_file(tmp_path / "a.json")
+    assert [b.coords for b in boxes] == [(1, 2, 0, 5, 6, 3), (2, 2, 1, 4, 4, 2)]
+    assert [(b.label, b.name) for b in boxes] == [(None, None), (7, "liver")]
+    (tmp_path / "b.csv").write_text("# organs\nname,label,x_min,y_min,z_min,x_max,y_max,z_max\n"
+                                    "kidney,3,1,2,0,5,6,3\n\n")
+    (box,) = read_box_file(tmp_path / "b.csv")
+    assert box.coords == (1, 2, 0, 5, 6, 3) and box.label == 3 and box.name == "kidney"
+    (tmp_path / "c.csv").write_text("1,2,5,6\n3,4,7,8\n")
+    assert [b.coords for b in read_box_file(tmp_path / "c.csv")] == [(1, 2, 5, 6), (3, 4, 7, 8)]
+    assert parse_box_text("1, 2 ,5,6", "--box").coords == (1, 2, 5, 6)
+
+
+@pytest.mark.parametrize("text, match", [
+    ('[{"box": [1, 2, 3, 4], "lable": 2}]', "may have 'label'"),
+    ('[[1, 2, 3]]', "3 numbers"),
+    ('[{"box": [1, 2, 3, 4], "label": 0}]', "label 0 must be an integer in 1..65535"),
+    ('[{"box": [1, 2, 3, 4], "label": 2.5}]', "must be an integer"),
+    ('[]', "no boxes"),
+    ('{"rois": []}', "must be"),
+])
+def test_bad_box_files(tmp_path, text, match):
+    (tmp_path / "b.json").write_text(text)
+    with pytest.raises(BoxError, match=match):
+        read_box_file(tmp_path / "b.json")
+
+
+def test_voxel_box_checks():
+    g3 = Geometry.identity((24, 20, 6), "nifti")
+    assert voxel_boxes([Box((0, 0, 0, 23, 19, 5))], g3).tolist() == [[0, 0, 0, 23, 19, 5]]
+    bad = [((0, 0, 0, 24, 19, 5), "outside the scan"), ((-1, 0, 0, 3, 3, 3), "outside the scan"),
+           ((0, 0, 3, 5, 5, 3), "z_min must be below z_max"), ((5, 0, 0, 4, 3, 3), "inverted"),
+           ((0.5, 0, 0, 4, 3, 3), "whole numbers"), ((0, 0, 4, 4), "has 4 numbers but the scan is 3D")]
+    for coords, match in bad:
+        with pytest.raises(BoxError, match=match):
+            voxel_boxes([Box(coords)], g3)
+    assert voxel_boxes([Box((0, 0, 3, 5, 5, 3))], g3, zmax_inclusive=True).tolist() == [[0, 0, 3, 5, 5, 3]]
+    g2 = Geometry.identity((40, 30), "image")
+    with pytest.raises(BoxError, match="has 6 numbers but the scan is 2D: give x_min, y_min, x_max, y_max"):
+        voxel_boxes([Box((0, 0, 0, 3, 3, 3))], g2)
+
+
+def test_io_imports_neither_torch_nor_simpleitk_for_pictures(tmp_path):
+    cv2.imwrite(str(tmp_path / "p.png"), np.zeros((8, 8), np.uint8))
+    code = ("import sys; import daftseg.io, daftseg.segment; from daftseg.io import read_scan; "
+            f"read_scan({str(tmp_path / 'p.png')!r}); "
+            "print('torch' in sys.modules, 'SimpleITK' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
