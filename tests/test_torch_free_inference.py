@@ -1,44 +1,32 @@
 """The laptop / Docker path: a venv holding only inference_requirements.txt runs predict.sh.
 
-The venv (``.venv-infer/`` at the repository root, rebuilt when the requirements change) gets
-numpy, opencv-python-headless and openvino from the package registry, nothing else. The app
+The venv is made fresh for the test run and gets numpy, opencv-python-headless and openvino from
+the wheels ``scripts/setup.sh`` keeps (tests/offline_venv.py: no network), nothing else. The app
 folder holds exactly what the Dockerfile copies.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from offline_venv import create_venv
 from ov_toy_models import write_toy_models
 
 from daftseg.data.synthetic import main as synthetic_main
 
 ROOT = Path(__file__).resolve().parents[1]
-VENV = ROOT / ".venv-infer"
 APP_FILES = ["PerfectMetaOpenVINO.py", "predict.sh", "daftseg/__init__.py", "daftseg/atomic.py", "daftseg/geometry.py",
-             "daftseg/inference", "configs/modalities.toml"]
+             "daftseg/inference", "daftseg/configs/modalities.toml"]
 
 
 @pytest.fixture(scope="module")
-def infer_python() -> Path:
-    reqs = ROOT / "inference_requirements.txt"
-    stamp = VENV / ".requirements-sha256"
-    want = hashlib.sha256(reqs.read_bytes()).hexdigest()
-    python = VENV / "bin" / "python"
-    if not (stamp.is_file() and stamp.read_text() == want and python.exists()):
-        shutil.rmtree(VENV, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                        "-r", str(reqs)], check=True)
-        stamp.write_text(want)
-    return python
+def infer_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return create_venv(tmp_path_factory.mktemp("venv") / "infer", ["-r", str(ROOT / "inference_requirements.txt")])
 
 
 def test_predict_sh_in_a_torch_free_venv(tmp_path, infer_python):
@@ -50,7 +38,10 @@ def test_predict_sh_in_a_torch_free_venv(tmp_path, infer_python):
     for rel in APP_FILES:
         src, dst = ROOT / rel, app / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dst)
     write_toy_models(app / "openvinomodels", ["lite_medsam"])
     inputs, outputs = tmp_path / "inputs", tmp_path / "outputs"
     assert synthetic_main(["-o", str(tmp_path / "demo"), "--size", "96",
