@@ -238,6 +238,7 @@ class BoxModel:
         self.prompts: list[tuple[int, tuple[float, ...]]] = []
         self.encoded: list[int] = []
         self.calls: list[tuple[int, int]] = []  # (boxes, batch) of each decode call
+        self.dtypes: set[np.dtype] = set()  # of the prompts handed over (DAFT: float32)
 
     def encode(self, image: np.ndarray) -> np.ndarray:
         z = int(np.argmax(image[0, 0, 0]))
@@ -247,6 +248,7 @@ class BoxModel:
         return emb
 
     def decode(self, embedding: np.ndarray, boxes256: np.ndarray, batch: int = 1) -> np.ndarray:
+        self.dtypes.add(np.asarray(boxes256).dtype)
         boxes = np.asarray(boxes256, np.float64).reshape(-1, 4)
         self.calls.append((len(boxes), batch))
         out = np.full((len(boxes), 256, 256), self.outside, np.float32)
@@ -272,6 +274,7 @@ def test_2d_prompts_are_truncated_and_later_boxes_win() -> None:
     boxes = np.array([[11, 20, 157, 150], [100, 100, 200, 200]])
     segs = segment_2d(model, img, boxes)
     assert [p for _, p in model.prompts] == [(6, 12, 95, 91), (60, 60, 121, 121)]
+    assert model.dtypes == {np.dtype(np.float32)}
     assert segs.shape == (300, 420)
     # box 2 (mask ~ rows/columns 98..199) overwrites box 1 where both are set
     assert segs[150, 150] == 2 and segs[30, 20] == 1 and segs[250, 250] == 0
@@ -388,7 +391,7 @@ def test_3d_propagation_prompts() -> None:
     second = [(z, p) for z, p in model.prompts if z >= 9]
     assert sorted(second) == sorted([
         (10, (250, 0, 255, 10)), (11, (247, 0, 256, 13)), (9, (247, 0, 256, 13))])
-    assert len(model.prompts) == 8
+    assert len(model.prompts) == 8 and model.dtypes == {np.dtype(np.float32)}
     assert sorted(model.encoded) == [2, 3, 4, 5, 6, 9, 10, 11]  # each slice of the ranges, once
     segs = res.segs
     assert not segs[7].any() and not segs[8].any() and not segs[0:2].any()  # z_max excluded
@@ -464,6 +467,7 @@ def test_plan_3d_literal() -> None:
     assert list(plans[0].up) == [4, 5, 6] and list(plans[0].down) == [3, 2]
     assert list(plans[2].down) == [5, 4, 3, 2, 1, 0] and list(plans[2].up) == list(range(6, 12))
     assert plans[0].default256.tolist() == [25.0, 51.0, 128.0, 153.0]  # 256/10 = 25.6: truncated
+    assert plans[0].default256.dtype == np.float32
     inclusive = plan_3d(np.array([[1, 2, 3, 5, 6, 3], [1, 2, 2, 5, 6, 12]]), (12, 10, 10), zmax_inclusive=True)
     assert [(p.lo, p.mid, p.hi) for p in inclusive] == [(3, 3, 4), (2, 7, 12)]
 
