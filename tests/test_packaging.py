@@ -39,6 +39,7 @@ COMMANDS = {
     "daftseg-export": "daftseg.entry_points:export",
     "daftseg-convert": "daftseg.entry_points:convert",
     "daftseg-segment": "daftseg.segment:main",
+    "daftseg-app": "daftseg.app:main",
 }
 
 
@@ -89,6 +90,8 @@ def test_wheel_holds_the_routing_table_the_licences_and_the_commands(dist: Dist)
         names = set(whl.namelist())
         info = next(n.split("/")[0] for n in names if n.split("/")[0].endswith(".dist-info"))
         assert whl.read(TABLE) == (ROOT / TABLE).read_bytes()
+        for page in ("index.html", "app.js", "app.css"):  # the app's page is package data
+            assert whl.read(f"daftseg/app/static/{page}") == (ROOT / "daftseg/app/static" / page).read_bytes()
         for licence in ("LICENSE", "NOTICE"):
             assert whl.read(f"{info}/licenses/{licence}") == (ROOT / licence).read_bytes()
         metadata = email.message_from_bytes(whl.read(f"{info}/METADATA"))
@@ -149,7 +152,7 @@ def test_daftseg_infer_and_eval_run_outside_the_checkout(venv_bin: Path, tmp_pat
 
 
 @pytest.mark.parametrize("command", [["daftseg-infer"], ["daftseg-eval"], ["daftseg-convert"], ["daftseg-segment"],
-                                     ["daftseg-export"], ["daftseg-export", "openvino"]])
+                                     ["daftseg-app"], ["daftseg-export"], ["daftseg-export", "openvino"]])
 def test_installed_commands_answer_help(venv_bin: Path, tmp_path: Path, command: list[str]) -> None:
     res = run(venv_bin, *command, "--help", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr

@@ -76,18 +76,21 @@ def next_prompt(mask: np.ndarray, plan: BoxPlan, fullres: bool) -> np.ndarray:
 
 
 def segment_3d(model: ModelSessions, volume: np.ndarray, boxes: np.ndarray,
-               options: InferenceOptions | None = None) -> Result3D:
+               options: InferenceOptions | None = None, plans: list[BoxPlan] | None = None) -> Result3D:
     """Label volume for a (D,H,W) volume and (N,6) boxes ``[x0,y0,z0,x1,y1,z1]`` (N may be 0).
 
     The volume is in a dtype of ``npz_io.DAFT_DTYPES`` (each slice resized in it, as DAFT); boxes
-    DAFT's script cannot segment raise ``CaseError`` (``boxes.plan_3d``).
+    DAFT's script cannot segment raise ``CaseError`` (``boxes.plan_3d``). ``plans`` replaces
+    ``plan_3d(boxes)``: the app propagates box k of a list alone, with its label ``idx`` k, which
+    the next-slice prompt depends on.
     """
     options = options or InferenceOptions()
     d, h, w = volume.shape
     if len(boxes) > np.iinfo(np.uint16).max:
         raise CaseError(f"{len(boxes)} boxes: 3D cases support at most 65535 (uint16 labels, as DAFT)")
-    segs = np.zeros((d, h, w), label_dtype(len(boxes)))
-    plans = plan_3d(boxes, (d, h, w), options.zmax_inclusive) if len(boxes) else []
+    if plans is None:
+        plans = plan_3d(boxes, (d, h, w), options.zmax_inclusive) if len(boxes) else []
+    segs = np.zeros((d, h, w), label_dtype(max([len(boxes), *(p.idx for p in plans)])))
     steps = schedule(plans)
     new_hw = resized_shape(h, w)
     embeddings = SliceEmbeddings(lambda z: model.encode(preprocess_image(volume[z])[0]), [step[0] for step in steps],

@@ -1,0 +1,7 @@
+"""``python -m daftseg.app``."""
+
+import sys
+
+from daftseg.app import main
+
+sys.exit(main())

@@ -1,0 +1,387 @@
+// daftseg app page: plain JS on a canvas, no build step, no network beyond this server.
+"use strict";
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const canvas = $("canvas"), ctx = canvas.getContext("2d");
+  const S = {
+    info: null, scan: null, boxes: [], z: 0, slices: new Map(), overlay: null, overlayZ: -1,
+    view: { s: 1, ox: 0, oy: 0 }, win: null, selected: null, drag: null, job: null, propagated: [],
+  };
+  window.daftApp = S; // the browser test reads the view transform from here
+
+  function message(text, kind) { const m = $("message"); m.textContent = text || ""; m.className = kind || ""; }
+
+  async function api(method, url, data, raw) {
+    const opts = { method, headers: {} };
+    if (data !== undefined && !raw) { opts.body = JSON.stringify(data); opts.headers["Content-Type"] = "application/json"; }
+    if (raw) opts.body = data;
+    const r = await fetch(url, opts);
+    if (!r.ok) {
+      let err = { error: r.status + " " + r.statusText };
+      try { err = await r.json(); } catch (e) { /* not JSON */ }
+      const e = new Error(err.error || "request failed"); e.status = r.status; e.body = err; throw e;
+    }
+    return r;
+  }
+  const json = async (method, url, data) => (await api(method, url, data)).json();
+  async function binary(url) {
+    const r = await api("GET", url);
+    const shape = r.headers.get("X-Shape").split(",").map(Number);
+    return { shape, buf: await r.arrayBuffer() };
+  }
+  function guard(fn) {
+    return async (...a) => { try { await fn(...a); } catch (e) { message(e.message, "error"); } };
+  }
+
+  // ---- start: files, modalities, models ----
+  async function init() {
+    S.info = await json("GET", "/api/info");
+    const files = (await json("GET", "/api/files")).files;
+    const fs = $("file-select"); fs.innerHTML = "";
+    for (const f of files) fs.add(new Option(f.path + (f.kind === "dicom" ? "/ (DICOM)" : ""), f.path));
+    const ms = $("modality"); ms.innerHTML = "";
+    ms.add(new Option("(from the file name)", ""));
+    for (const m of [...S.info.modalities_3d, ...S.info.modalities_2d]) ms.add(new Option(m, m));
+    const ws = $("window"); ws.innerHTML = "";
+    ws.add(new Option("full range", "range"));
+    for (const [k, v] of Object.entries(S.info.windows)) ws.add(new Option(`${k} (${v[0]}/${v[1]})`, k));
+    if (!files.length) message("No scans under the data folder; upload one.", "");
+  }
+
+  async function openPath(path, modality) {
+    message("opening " + path + " ...");
+    const model = S.scan && S.scan.path === path ? $("model").value : "";
+    const r = await json("POST", "/api/open", { path, modality: modality || null, model: model || null });
+    S.scan = r; S.boxes = r.boxes; S.propagated = r.propagated || []; S.slices.clear(); S.overlay = null;
+    S.selected = null; S.overlayZ = -1;
+    S.z = r.is_3d ? Math.floor(r.shape[0] / 2) : 0;
+    const sl = $("slider"); sl.max = r.is_3d ? r.shape[0] - 1 : 0; sl.value = S.z; sl.disabled = !r.is_3d;
+    const ms = $("model"); ms.innerHTML = "";
+    ms.add(new Option(`routed: ${r.route.model} (${r.route.name})`, ""));
+    for (const m of S.info.models) ms.add(new Option(m, m));
+    ms.value = r.model === r.route.model ? "" : r.model;
+    if (r.modality) $("modality").value = r.modality;
+    const ws = $("window");
+    ws.value = r.rgb ? "range" : (r.modality === "CT" && r.is_3d ? "abdomen" : "range");
+    setWindow();
+    const stem = path.replace(/\/$/, "").replace(/(\.nii\.gz|\.[A-Za-z0-9]+)$/, "");
+    const ext = r.format === "image" ? ".png" : r.format === "npz" ? ".npz" : r.format === "nrrd" ? ".nrrd" :
+      r.format === "mha" ? ".mha" : (path.endsWith(".nii") ? ".nii" : ".nii.gz");
+    $("output").value = stem + "_seg" + ext;
+    $("scan-info").textContent = `${r.format} ${r.shape.join("x")} (${r.is_3d ? "D,H,W" : "H,W"}), ` +
+      `modality ${r.modality || "-"}, spacing ${r.spacing.map((v) => +v.toFixed(3)).join(", ")} mm`;
+    fit(); renderBoxes(); await loadSlice(); message("opened " + path, "ok");
+  }
+
+  function setWindow() {
+    const v = $("window").value;
+    if (!S.scan) return;
+    if (v === "range" || !S.info.windows[v]) S.win = { lo: S.scan.range[0], hi: S.scan.range[1] };
+    else { const [l, w] = S.info.windows[v]; S.win = { lo: l - w / 2, hi: l + w / 2 }; }
+    draw();
+  }
+
+  // ---- slices and overlay ----
+  async function loadSlice() {
+    if (!S.scan) return;
+    const z = S.z, key = S.scan.id + ":" + z;
+    if (!S.slices.has(key)) {
+      const { shape, buf } = await binary(`/api/scans/${S.scan.id}/slice?z=${z}`);
+      S.slices.set(key, { shape, data: new Float32Array(buf) });
+      if (S.slices.size > 24) S.slices.delete(S.slices.keys().next().value);
+    }
+    await loadOverlay();
+  }
+  async function loadOverlay() {
+    if (!S.scan) return;
+    const z = S.z;
+    const { shape, buf } = await binary(`/api/scans/${S.scan.id}/overlay?z=${z}`);
+    if (z !== S.z) return;
+    S.overlay = { shape, data: new Uint16Array(buf) }; S.overlayZ = z;
+    draw();
+  }
+
+  function hexRGB(h) { return [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16)); }
+  const off = document.createElement("canvas"), offCtx = off.getContext("2d");
+
+  function composite() {
+    const sl = S.slices.get(S.scan.id + ":" + S.z);
+    if (!sl) return false;
+    const [h, w] = sl.shape, c = sl.shape[2] || 1;
+    if (off.width !== w || off.height !== h) { off.width = w; off.height = h; }
+    const img = offCtx.createImageData(w, h), px = img.data, d = sl.data;
+    const lo = S.win.lo, span = Math.max(1e-6, S.win.hi - S.win.lo);
+    const colours = S.boxes.map((b) => hexRGB(b.colour));
+    const ov = S.overlay && S.overlayZ === S.z ? S.overlay.data : null;
+    for (let i = 0, n = w * h; i < n; i++) {
+      let r, g, b;
+      if (c === 3) { r = d[3 * i]; g = d[3 * i + 1]; b = d[3 * i + 2]; }
+      else { r = g = b = Math.max(0, Math.min(255, ((d[i] - lo) / span) * 255)); }
+      const k = ov ? ov[i] : 0;
+      if (k > 0 && colours[k - 1]) {
+        const col = colours[k - 1];
+        r = 0.55 * r + 0.45 * col[0]; g = 0.55 * g + 0.45 * col[1]; b = 0.55 * b + 0.45 * col[2];
+      }
+      px[4 * i] = r; px[4 * i + 1] = g; px[4 * i + 2] = b; px[4 * i + 3] = 255;
+    }
+    offCtx.putImageData(img, 0, 0);
+    return true;
+  }
+
+  function boxesOnSlice() {
+    return S.boxes.filter((b) => !S.scan.is_3d || (b.coords[2] <= S.z && S.z <= b.coords[5]) || b.slice === S.z);
+  }
+  function xy(b) { return S.scan.is_3d ? [b.coords[0], b.coords[1], b.coords[3], b.coords[4]] : b.coords.slice(); }
+
+  function draw() {
+    const rect = canvas.getBoundingClientRect();
+    if (canvas.width !== Math.round(rect.width) || canvas.height !== Math.round(rect.height)) {
+      canvas.width = Math.round(rect.width); canvas.height = Math.round(rect.height);
+    }
+    ctx.setTransform(1, 0, 0, 1, 0, 0); ctx.fillStyle = "#000"; ctx.fillRect(0, 0, canvas.width, canvas.height);
+    if (!S.scan || !composite()) return;
+    const v = S.view;
+    ctx.imageSmoothingEnabled = false;
+    ctx.setTransform(v.s, 0, 0, v.s, v.ox, v.oy);
+    ctx.drawImage(off, 0, 0);
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    const shown = S.drag && S.drag.mode === "new" ? [...boxesOnSlice(), S.drag.box] : boxesOnSlice();
+    for (const b of shown) {
+      const [x0, y0, x1, y1] = xy(b);
+      const [sx, sy] = toScreen(x0, y0), [ex, ey] = toScreen(x1 + 1, y1 + 1);
+      ctx.strokeStyle = b.colour; ctx.lineWidth = b.id === S.selected ? 2.5 : 1.5;
+      ctx.setLineDash(S.scan.is_3d && b.slice !== S.z ? [5, 4] : []);
+      ctx.strokeRect(sx, sy, ex - sx, ey - sy);
+      if (b.id === S.selected) { ctx.fillStyle = b.colour; ctx.fillRect(ex - 4, ey - 4, 8, 8); }
+    }
+    ctx.setLineDash([]);
+    $("slice-text").textContent = S.scan.is_3d ? `slice ${S.z} / ${S.scan.shape[0] - 1}` : "2D";
+  }
+
+  // ---- view transform ----
+  function toScreen(x, y) { return [x * S.view.s + S.view.ox, y * S.view.s + S.view.oy]; }
+  function toImage(sx, sy) { return [(sx - S.view.ox) / S.view.s, (sy - S.view.oy) / S.view.s]; }
+  S.toScreen = toScreen;
+  function fit() {
+    if (!S.scan) return;
+    const rect = canvas.getBoundingClientRect();
+    const [h, w] = S.scan.shape.slice(-2);
+    const s = Math.min(rect.width / w, rect.height / h) * 0.95;
+    S.view = { s, ox: (rect.width - w * s) / 2, oy: (rect.height - h * s) / 2 };
+    draw();
+  }
+  function zoom(f, cx, cy) {
+    const rect = canvas.getBoundingClientRect();
+    cx = cx ?? rect.width / 2; cy = cy ?? rect.height / 2;
+    const [ix, iy] = toImage(cx, cy);
+    S.view.s *= f; S.view.ox = cx - ix * S.view.s; S.view.oy = cy - iy * S.view.s; draw();
+  }
+
+  // ---- mouse: draw, move, resize, pan ----
+  function pos(e) { const r = canvas.getBoundingClientRect(); return [e.clientX - r.left, e.clientY - r.top]; }
+  function voxel(e) {
+    const [ix, iy] = toImage(...pos(e));
+    const [h, w] = S.scan.shape.slice(-2);
+    return [Math.min(w - 1, Math.max(0, Math.floor(ix))), Math.min(h - 1, Math.max(0, Math.floor(iy))), ix, iy];
+  }
+  function hit(e) {
+    const [, , ix, iy] = voxel(e), tol = 6 / S.view.s;
+    for (const b of boxesOnSlice().slice().reverse()) {
+      const [x0, y0, x1, y1] = xy(b);
+      if (Math.abs(ix - (x1 + 1)) < tol && Math.abs(iy - (y1 + 1)) < tol) return { b, mode: "resize" };
+      if (ix >= x0 && ix <= x1 + 1 && iy >= y0 && iy <= y1 + 1) return { b, mode: "move" };
+    }
+    return null;
+  }
+  canvas.addEventListener("contextmenu", (e) => e.preventDefault());
+  canvas.addEventListener("mousedown", (e) => {
+    if (!S.scan) return;
+    const [px, py] = pos(e);
+    if (e.button !== 0 || e.shiftKey) { S.drag = { mode: "pan", px, py, ox: S.view.ox, oy: S.view.oy }; return; }
+    const [vx, vy] = voxel(e), h = hit(e);
+    if (h) {
+      S.selected = h.b.id; renderBoxes();
+      S.drag = { mode: h.mode, id: h.b.id, vx, vy, orig: h.b.coords.slice() };
+    } else {
+      S.selected = null;
+      S.drag = { mode: "new", vx, vy, box: { id: -1, colour: $("new-colour").value, coords: [], slice: S.z } };
+      setDragBox(vx, vy);
+    }
+    draw();
+  });
+  function setDragBox(vx, vy) {
+    const d = S.drag, x0 = Math.min(d.vx, vx), x1 = Math.max(d.vx, vx), y0 = Math.min(d.vy, vy), y1 = Math.max(d.vy, vy);
+    d.box.coords = S.scan.is_3d ? [x0, y0, S.z, x1, y1, S.z] : [x0, y0, x1, y1];
+  }
+  canvas.addEventListener("mousemove", (e) => {
+    if (!S.scan) return;
+    const [vx, vy] = voxel(e);
+    const sl = S.slices.get(S.scan.id + ":" + S.z);
+    if (sl) {
+      const w = sl.shape[1], c = sl.shape[2] || 1, i = (vy * w + vx) * c;
+      const val = c === 3 ? `${sl.data[i]},${sl.data[i + 1]},${sl.data[i + 2]}` : +sl.data[i].toFixed(2);
+      $("cursor").textContent = `x ${vx}, y ${vy}` + (S.scan.is_3d ? `, slice ${S.z}` : "") + `: ${val}`;
+    }
+    const d = S.drag;
+    if (!d) return;
+    if (d.mode === "pan") { const [px, py] = pos(e); S.view.ox = d.ox + px - d.px; S.view.oy = d.oy + py - d.py; }
+    else if (d.mode === "new") setDragBox(vx, vy);
+    else {
+      const b = S.boxes.find((q) => q.id === d.id), n = S.scan.is_3d ? 3 : 2, c = d.orig.slice();
+      const [h, w] = S.scan.shape.slice(-2);
+      if (d.mode === "move") {
+        const dx = Math.max(-c[0], Math.min(w - 1 - c[n], vx - d.vx)), dy = Math.max(-c[1], Math.min(h - 1 - c[n + 1], vy - d.vy));
+        c[0] += dx; c[n] += dx; c[1] += dy; c[n + 1] += dy;
+      } else { c[n] = Math.max(c[0], vx); c[n + 1] = Math.max(c[1], vy); }
+      b.coords = c; d.moved = true;
+    }
+    draw();
+  });
+  window.addEventListener("mouseup", guard(async (e) => {
+    const d = S.drag; S.drag = null;
+    if (!d || !S.scan) return;
+    if (d.mode === "new") {
+      const c = d.box.coords, n = S.scan.is_3d ? 3 : 2;
+      if (c[n] - c[0] < 1 && c[n + 1] - c[1] < 1) { draw(); return; } // a click, not a box
+      if (S.scan.is_3d) { // a 3D box starts as the drawn slice +-2 (DAFT needs z_max > z_min); edit the range below
+        c[2] = Math.max(0, S.z - 2); c[5] = Math.min(S.scan.shape[0] - 1, Math.max(S.z + 2, c[2] + 1));
+      }
+      const box = { coords: c, label: +$("new-label").value, colour: $("new-colour").value, name: $("new-name").value || null };
+      if (S.scan.is_3d) box.slice = S.z;
+      const r = await json("POST", `/api/scans/${S.scan.id}/boxes`, { box });
+      S.selected = r.box.id; $("new-label").value = Math.min(65535, box.label + 1);
+      $("new-colour").value = nextColour(box.colour);
+      accept(r); message(`box ${S.boxes.length}: mask in ${(r.seconds * 1000).toFixed(0)} ms`, "ok");
+    } else if ((d.mode === "move" || d.mode === "resize") && d.moved) {
+      const b = S.boxes.find((q) => q.id === d.id);
+      const r = await json("PUT", `/api/scans/${S.scan.id}/boxes/${d.id}`, { box: { coords: b.coords } });
+      accept(r);
+    }
+    await loadOverlay();
+  }));
+  canvas.addEventListener("wheel", guard(async (e) => {
+    if (!S.scan) return;
+    e.preventDefault();
+    const [px, py] = pos(e);
+    if (!S.scan.is_3d || e.ctrlKey) { zoom(e.deltaY < 0 ? 1.15 : 1 / 1.15, px, py); return; }
+    setSlice(S.z + (e.deltaY > 0 ? 1 : -1));
+  }), { passive: false });
+  const PALETTE = ["#ff3030", "#30c030", "#3080ff", "#ffc020", "#c040ff", "#20d0d0", "#ff8020", "#ff60b0"];
+  function nextColour(c) { const i = PALETTE.indexOf(c.toLowerCase()); return PALETTE[(i + 1) % PALETTE.length]; }
+
+  const setSlice = guard(async (z) => {
+    if (!S.scan || !S.scan.is_3d) return;
+    S.z = Math.max(0, Math.min(S.scan.shape[0] - 1, z)); $("slider").value = S.z; draw(); await loadSlice();
+  });
+
+  // ---- boxes list ----
+  function accept(r) { S.boxes = r.boxes; S.propagated = r.propagated || []; renderBoxes(); draw(); }
+  function renderBoxes() {
+    const host = $("boxes"); host.innerHTML = "";
+    S.boxes.forEach((b, i) => {
+      const div = document.createElement("div");
+      div.className = "box" + (b.id === S.selected ? " selected" : ""); div.dataset.id = b.id;
+      const z = S.scan.is_3d ? `<div class="row">slices <input type="number" class="zmin" value="${b.coords[2]}">` +
+        `<button class="zmin-here" title="start at this slice">&#8676;</button> to <input type="number" class="zmax" value="${b.coords[5]}">` +
+        `<button class="zmax-here" title="end at this slice">&#8677;</button></div>` +
+        `<div class="row small">DAFT segments slices z_min..z_max-1 ${S.propagated.includes(b.id) ? "(propagated)" : ""}</div>` +
+        `<div class="row"><button class="propagate">Propagate</button> <button class="goto">Go to slice ${b.slice}</button></div>` : "";
+      div.innerHTML = `<div class="row"><b>#${i + 1}</b> <input type="number" class="label" min="1" max="65535" value="${b.label}">` +
+        `<input type="color" class="colour" value="${b.colour}"><input type="text" class="name" placeholder="name">` +
+        `<button class="delete" title="delete">&#10005;</button></div>` +
+        `<div class="row small">[${b.coords.join(", ")}]</div>` + z;
+      div.querySelector(".name").value = b.name || "";
+      const put = guard(async (changes) => {
+        accept(await json("PUT", `/api/scans/${S.scan.id}/boxes/${b.id}`, { box: changes })); await loadOverlay();
+      });
+      div.querySelector(".label").addEventListener("change", (e) => put({ label: +e.target.value }));
+      div.querySelector(".colour").addEventListener("change", (e) => put({ colour: e.target.value }));
+      div.querySelector(".name").addEventListener("change", (e) => put({ name: e.target.value || null }));
+      div.querySelector(".delete").addEventListener("click", guard(async () => {
+        accept(await json("DELETE", `/api/scans/${S.scan.id}/boxes/${b.id}`)); await loadOverlay();
+      }));
+      div.addEventListener("click", (e) => { if (e.target === div) { S.selected = b.id; renderBoxes(); draw(); } });
+      if (S.scan.is_3d) {
+        const setZ = (lo, hi) => { const c = b.coords.slice(); c[2] = lo; c[5] = hi; put({ coords: c }); };
+        div.querySelector(".zmin").addEventListener("change", (e) => setZ(+e.target.value, b.coords[5]));
+        div.querySelector(".zmax").addEventListener("change", (e) => setZ(b.coords[2], +e.target.value));
+        div.querySelector(".zmin-here").addEventListener("click", () => setZ(S.z, b.coords[5]));
+        div.querySelector(".zmax-here").addEventListener("click", () => setZ(b.coords[2], S.z));
+        div.querySelector(".propagate").addEventListener("click", guard(() => propagate(b.id)));
+        div.querySelector(".goto").addEventListener("click", () => setSlice(b.slice));
+      }
+      host.appendChild(div);
+    });
+  }
+
+  // ---- propagation ----
+  async function propagate(id) {
+    const job = await json("POST", `/api/scans/${S.scan.id}/propagate`, { box_id: id });
+    $("job").hidden = false; $("progress").value = 0; message("propagating ...");
+    await poll(job);
+  }
+  async function poll(job) {
+    while (true) {
+      $("progress").value = job.total ? job.done / job.total : 0;
+      $("job-text").textContent = `${job.done} / ${job.total} slices`;
+      if (job.state !== "running") break;
+      await new Promise((r) => setTimeout(r, 150));
+      job = await json("GET", `/api/scans/${S.scan.id}/job`);
+    }
+    $("job").hidden = true;
+    accept(await json("GET", `/api/scans/${S.scan.id}/state`));
+    await loadOverlay();
+    if (job.state === "done") message(`propagated over ${job.total} slices in ${job.seconds.toFixed(1)} s`, "ok");
+    else message(job.state === "cancelled" ? "propagation cancelled" : "propagation failed: " + job.error,
+      job.state === "cancelled" ? "" : "error");
+  }
+
+  // ---- save ----
+  async function save(overwrite) {
+    try {
+      message("saving ...");
+      const r = await json("POST", `/api/scans/${S.scan.id}/save`, { output: $("output").value, overwrite });
+      message("saved " + r.written.join(", "), "ok");
+    } catch (e) {
+      if (e.status === 409 && !overwrite && window.confirm(e.message)) return save(true);
+      message(e.message, "error");
+    }
+  }
+
+  // ---- controls ----
+  $("open-btn").addEventListener("click", guard(() => openPath($("file-select").value, $("modality").value)));
+  $("modality").addEventListener("change", guard(async () => {
+    if (S.scan && (!S.boxes.length || window.confirm("Reopen the scan with this modality? Boxes are kept only in saved files.")))
+      await openPath(S.scan.path, $("modality").value);
+  }));
+  $("model").addEventListener("change", guard(async () => {
+    accept(await json("POST", `/api/scans/${S.scan.id}/settings`, { model: $("model").value }));
+    await loadOverlay();
+  }));
+  $("window").addEventListener("change", setWindow);
+  $("zoom-in").addEventListener("click", () => zoom(1.25));
+  $("zoom-out").addEventListener("click", () => zoom(1 / 1.25));
+  $("fit").addEventListener("click", fit);
+  $("slider").addEventListener("input", (e) => setSlice(+e.target.value));
+  $("undo-btn").addEventListener("click", guard(undo));
+  async function undo() { accept(await json("POST", `/api/scans/${S.scan.id}/undo`)); await loadOverlay(); }
+  $("cancel-btn").addEventListener("click", guard(() => json("POST", `/api/scans/${S.scan.id}/cancel`)));
+  $("save-btn").addEventListener("click", () => save(false));
+  $("upload").addEventListener("change", guard(async (e) => {
+    const f = e.target.files[0];
+    if (!f) return;
+    if (f.size > S.info.max_upload_bytes) throw new Error(`${f.name} is larger than the upload limit (${S.info.max_upload_bytes} bytes)`);
+    message("uploading " + f.name + " ...");
+    const r = await (await api("POST", "/api/upload?name=" + encodeURIComponent(f.name), f, true)).json();
+    await init(); $("file-select").value = r.path; await openPath(r.path, $("modality").value);
+  }));
+  window.addEventListener("keydown", guard(async (e) => {
+    if (e.target.tagName === "INPUT" || !S.scan) return;
+    if ((e.ctrlKey || e.metaKey) && e.key === "z") { e.preventDefault(); await undo(); }
+    else if ((e.key === "Delete" || e.key === "Backspace") && S.selected !== null) {
+      accept(await json("DELETE", `/api/scans/${S.scan.id}/boxes/${S.selected}`)); S.selected = null; await loadOverlay();
+    } else if (e.key === "ArrowUp" || e.key === "ArrowDown") await setSlice(S.z + (e.key === "ArrowUp" ? 1 : -1));
+  }));
+  window.addEventListener("resize", () => draw());
+  guard(init)();
+})();
