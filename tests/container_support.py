@@ -148,15 +148,7 @@ def ensure_base(podman: Podman) -> float:
         "DAFTSEG_PODMAN_OPTS": shlex.join(podman.options),
         "DAFTSEG_CONTAINER_CACHE": str(cache_folder()),
     }
-    res = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "podman_base.sh")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    res = run_bash(ROOT / "scripts" / "podman_base.sh", env=env)
     if res.returncode != 0:
         if any(sign in res.stderr for sign in MIRROR_UNREACHABLE):
             raise MirrorUnreachable(f"debootstrap could not reach Debian's mirror: {res.stderr.strip()[-600:]}")
@@ -165,6 +157,19 @@ def ensure_base(podman: Podman) -> float:
         )
     print(res.stdout.strip())
     return time.perf_counter() - start
+
+
+def run_bash(script: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``bash SCRIPT ARGS`` with its output captured (never raises on a non-zero exit)."""
+    return subprocess.run(
+        ["bash", str(script), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def base_needs_building(podman: Podman) -> bool:

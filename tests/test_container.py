@@ -30,6 +30,7 @@ from container_support import (
     copy_tree_items,
     ensure_base,
     find_podman,
+    run_bash,
     snapshot,
 )
 from offline_venv import wheelhouse
@@ -113,15 +114,7 @@ def image(podman: Podman, tmp_path_factory: pytest.TempPathFactory):
         f"-v {pip_conf}:/etc/pip.conf:ro",
     }
     start = time.perf_counter()
-    res = subprocess.run(
-        ["bash", str(context / "build_docker_openvino.sh"), IMAGE_NAME],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    res = run_bash(context / "build_docker_openvino.sh", IMAGE_NAME, env=env)
     print(f"[container] build_docker_openvino.sh (build, squash, save .tar.gz, load back): {_elapsed(start)}")
     print(
         "\n".join(line for line in res.stdout.splitlines() if line.startswith(("saved", "checked", "STEP")))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from container_support import copy_tree_items
 from offline_venv import create_venv
 from ov_toy_models import write_toy_models
 
@@ -35,13 +36,7 @@ def test_predict_sh_in_a_torch_free_venv(tmp_path, infer_python):
     assert "torch" not in installed
 
     app = tmp_path / "app"
-    for rel in APP_FILES:
-        src, dst = ROOT / rel, app / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dst)
+    copy_tree_items(APP_FILES, app)
     write_toy_models(app / "openvinomodels", ["lite_medsam"])
     inputs, outputs = tmp_path / "inputs", tmp_path / "outputs"
     assert synthetic_main(["-o", str(tmp_path / "demo"), "--size", "96",
