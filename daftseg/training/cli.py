@@ -6,7 +6,9 @@ Flags keep the original's single-dash spelling (``-data_root``, ``-num_epochs``,
 from __future__ import annotations
 
 import argparse
+import os
 
+from daftseg.training.batch import plan_batch
 from daftseg.training.config import TrainConfig
 
 TEACHER_DEFAULT = "work_dir/LiteMedSAM/lite_medsam.pth"
@@ -81,9 +83,18 @@ def build_parser(stage: str, prog: str | None = None) -> argparse.ArgumentParser
 
     o = p.add_argument_group("optimisation")
     o.add_argument("-num_epochs", type=int, default=10, help="total number of epochs")
-    o.add_argument("-batch_size", type=int, default=4,
-                   help="batch per process; global batch = batch_size x processes x grad_accum")
-    o.add_argument("-grad_accum", type=int, default=1, help="micro-batches per optimizer step")
+    # SUPPRESS: absent unless given, so -global_batch_size knows which of the two to derive
+    o.add_argument("-batch_size", type=int, default=argparse.SUPPRESS,
+                   help="batch PER PROCESS (DDP convention); global batch = batch_size x processes x "
+                        "grad_accum. The original trained on one GPU: global batch 7 (distillation) and "
+                        "96 (fine-tuning) (default: 4, or derived from -global_batch_size)")
+    o.add_argument("-grad_accum", type=int, default=argparse.SUPPRESS,
+                   help="micro-batches per optimizer step (default: 1, or derived from -global_batch_size)")
+    o.add_argument("-global_batch_size", type=int, default=0,
+                   help="samples per optimizer step over all processes; derives the per-process batch "
+                        "(global / processes), or the accumulation when -batch_size is given too. It must "
+                        "be a multiple of the number of processes; an impossible combination is an error. "
+                        "0: not fixed")
     o.add_argument("-lr", type=float, default=5e-5, help="AdamW learning rate")
     o.add_argument("-weight_decay", type=float, default=0.01, help="AdamW weight decay")
     loss_note = "" if finetuning else " (unused: distillation has one loss; kept for old command lines)"
@@ -106,7 +117,15 @@ def build_parser(stage: str, prog: str | None = None) -> argparse.ArgumentParser
     return p
 
 
-def parse_config(stage: str, argv: list[str] | None = None, prog: str | None = None) -> TrainConfig:
-    """Parse a stage's command line into a ``TrainConfig``."""
+def parse_config(stage: str, argv: list[str] | None = None, prog: str | None = None,
+                 world_size: int | None = None) -> TrainConfig:
+    """Parse a stage's command line into a ``TrainConfig`` with the batch layout resolved.
+
+    ``world_size``: the number of processes; by default torchrun's ``WORLD_SIZE`` (1 without it).
+    Raises ``InvalidSetting`` when ``-global_batch_size`` cannot be met.
+    """
     args = vars(build_parser(stage, prog).parse_args(argv))
-    return TrainConfig(stage=stage, **args)
+    world = world_size if world_size is not None else int(os.environ.get("WORLD_SIZE", "1"))
+    plan = plan_batch(world, args.pop("batch_size", None), args.pop("grad_accum", None),
+                      args["global_batch_size"])
+    return TrainConfig(stage=stage, batch_size=plan.per_process, grad_accum=plan.grad_accum, **args)

@@ -41,6 +41,7 @@ class TrainConfig:
     num_epochs: int = 10
     batch_size: int = 4
     grad_accum: int = 1
+    global_batch_size: int = 0  # 0: not fixed; else batch_size x world size x grad_accum must equal it
     lr: float = 5e-5
     weight_decay: float = 0.01
     iou_loss_weight: float = 1.0
@@ -64,8 +65,8 @@ class TrainConfig:
         for name in ("batch_size", "grad_accum", "num_epochs"):
             if getattr(self, name) < 1:
                 raise InvalidSetting(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.bbox_shift < 0 or self.num_workers < 0 or self.max_steps < 0:
-            raise InvalidSetting("bbox_shift, num_workers and max_steps must not be negative")
+        if self.bbox_shift < 0 or self.num_workers < 0 or self.max_steps < 0 or self.global_batch_size < 0:
+            raise InvalidSetting("bbox_shift, num_workers, max_steps and global_batch_size must not be negative")
 
     @property
     def every_slice(self) -> bool:

@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from daftseg.training import history
+from daftseg.training.batch import BatchPlan
 from daftseg.training.config import TrainConfig
 from daftseg.training.distributed import DistEnv, all_reduce_sum, print_main
 from daftseg.training.sampling import EpochSampler, ShardSampler
@@ -52,6 +53,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, env: DistEnv, task: TrainTask, train_set: Dataset,
                  val_set: Dataset | None = None) -> None:
         self.cfg, self.env, self.task = config, env, task
+        self.batch_plan = BatchPlan(env.world_size, config.batch_size, config.grad_accum)
         self.device = env.device
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # input sizes never change (256x256)
@@ -119,18 +121,20 @@ class Trainer:
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp == "bf16")
 
-    def train_step(self, batch: Batch, boundary: bool = True) -> torch.Tensor:
+    def train_step(self, batch: Batch, boundary: bool = True, group_size: int | None = None) -> torch.Tensor:
         """Forward and backward of one device batch; an optimizer step when ``boundary``.
 
-        Returns the detached float32 loss. Between boundaries (gradient accumulation) DDP does
-        not all-reduce gradients.
+        ``group_size``: micro-batches in this accumulation group (default ``-grad_accum``); the
+        loss is divided by it, so the step uses the group's mean gradient even when the epoch's
+        last group is short. Returns the detached float32 loss. Between boundaries DDP does not
+        all-reduce gradients.
         """
         sync = self.ddp.no_sync() if self.ddp is not None and not boundary else nullcontext()
         with sync:
             with self.autocast():
                 outputs = self.task.forward(self.net, batch)
             loss, _ = self.task.loss(outputs, batch)
-            (loss / self.cfg.grad_accum).backward()
+            (loss / (group_size or self.cfg.grad_accum)).backward()
         if boundary:
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
@@ -148,9 +152,12 @@ class Trainer:
         batches = samples = 0
         bar = _progress_bar(n, f"Epoch {epoch}", self.env.is_main)
         start = time.perf_counter()
+        accum = self.cfg.grad_accum
         for i, batch in enumerate(self.train_loader):
-            boundary = (i + 1) % self.cfg.grad_accum == 0 or i + 1 == n
-            loss = self.train_step(self.to_device(batch), boundary)
+            boundary = (i + 1) % accum == 0 or i + 1 == n
+            # the last group of an epoch may hold fewer than -grad_accum micro-batches
+            group_size = min(accum, n - (i // accum) * accum)
+            loss = self.train_step(self.to_device(batch), boundary, group_size)
             total += loss
             batches += 1
             samples += batch["image"].shape[0]
@@ -245,7 +252,7 @@ class Trainer:
                 dist.broadcast(b, src=0)
 
     def _write_config(self, work_dir: Path) -> None:
-        info = {**self.cfg.to_dict(), "world_size": self.env.world_size, "torch": torch.__version__,
+        info = {**self.cfg.to_dict(), **self.batch_plan.to_dict(), "torch": torch.__version__,
                 "resumed_from": self.resumed_from, "train_items": len(self.train_set),
                 "model_name": self.task.model_name, "model_part": self.task.model_part}
         history.write_config(work_dir, info)

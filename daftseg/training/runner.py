@@ -15,6 +15,7 @@ import torch
 from daftseg.checkpoints import CheckpointError
 from daftseg.data.file_lists import load_file_list
 from daftseg.data.npz_dataset import NpzDataset
+from daftseg.training.batch import BatchPlan
 from daftseg.training.cli import parse_config
 from daftseg.training.config import InvalidSetting, TrainConfig
 from daftseg.training.distributed import barrier, init_distributed, print_main, shutdown
@@ -61,6 +62,11 @@ def run_stage(config: TrainConfig, make_task: TaskFactory) -> TrainResult:
     env = init_distributed(config.device)
     log = partial(print_main, env)
     try:
+        batch = BatchPlan(env.world_size, config.batch_size, config.grad_accum)
+        if config.global_batch_size and batch.global_batch != config.global_batch_size:
+            raise InvalidSetting(f"{batch.describe()}, but -global_batch_size is {config.global_batch_size} "
+                                 f"(the config was resolved for another number of processes)")
+        log(f"Batch: {batch.describe()}")
         seed_everything(config.seed)
         quiet = nullcontext() if env.is_main else warnings.catch_warnings()
         with quiet:
