@@ -140,13 +140,18 @@ def _daft_dtype(imgs: np.ndarray, notes: list[str], name: str, is_3d: bool) -> n
     if imgs.dtype not in DAFT_DTYPES and lo >= 0 and hi <= 255 and (
             imgs.dtype.kind != "f" or np.array_equal(imgs, np.round(imgs))):
         return imgs.astype(np.uint8)
-    scaled = (imgs.astype(np.float64) - float(lo)) * (255.0 / max(float(hi) - float(lo), 1e-12))
     why = "2D values >= 256 (DAFT's script asserts max < 256)" if imgs.dtype in DAFT_DTYPES \
         else "a dtype OpenCV cannot resize (DAFT's script stops)"
     note = f"imgs {imgs.dtype} in [{lo:g}, {hi:g}] rescaled to uint8 [0, 255]: {why}"
     log.warning("%s: %s", name, note)
     notes.append(note)
-    return np.round(scaled).astype(np.uint8)
+    return stretch_to_uint8(imgs)
+
+
+def stretch_to_uint8(x: np.ndarray) -> np.ndarray:
+    """``x``'s [min, max] linearly mapped to uint8 [0, 255], rounded (a constant image becomes 0)."""
+    lo, hi = float(x.min()), float(x.max())
+    return np.round((x.astype(np.float64) - lo) * (255.0 / max(hi - lo, 1e-12))).astype(np.uint8)
 
 
 def _boxes(boxes: np.ndarray, is_3d: bool) -> np.ndarray:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from daftseg.atomic import atomic_write_bytes
-from daftseg.inference.npz_io import Case
+from daftseg.inference.npz_io import Case, stretch_to_uint8
 from daftseg.inference.segmenter import CaseResult
 
 
@@ -53,11 +53,7 @@ def write_png(path: Path, image: np.ndarray) -> None:
 
 def display_uint8(image: np.ndarray) -> np.ndarray:
     """``image`` as uint8 for a PNG: unchanged if uint8, else its [min, max] stretched to [0, 255]."""
-    if image.dtype == np.uint8:
-        return image
-    x = image.astype(np.float64)
-    lo, hi = float(x.min()), float(x.max())
-    return np.round((x - lo) * (255.0 / max(hi - lo, 1e-12))).astype(np.uint8)
+    return image if image.dtype == np.uint8 else stretch_to_uint8(image)
 
 
 def save_overlays(folder: Path, case: Case, result: CaseResult) -> list[Path]:
