@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from daftseg.inference.options import DEFAULT_PRECISION, PRECISIONS
+from daftseg.inference.routing import is_plain_model_name
 from daftseg.io.normalise import add_intensity_arguments, intensity_from_args
 
 MODALITIES_3D = ("CT", "MR", "PET")
-# a model name becomes part of a file name: letters, digits, '_', '-', '.', never a path
-_MODEL_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
 BOX_CONVENTION = """\
 boxes:
@@ -98,8 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run this model (<models_dir>/<MODEL>_image_encoder.xml...) instead of the routed one")
     p.add_argument("-m", "--models_dir", default="openvinomodels", help="OpenVINO IR folder (default %(default)s)")
     p.add_argument("--routing", default=None, help="routing table TOML (default: the package's modalities.toml)")
-    p.add_argument("--precision", choices=("auto", "f32", "bf16"), default=None,
-                   help="OpenVINO inference precision (default: the batch script's default)")
+    p.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
+                   help="OpenVINO inference precision (default %(default)s, as the batch script)")
     p.add_argument("--threads", type=int, default=0, help="OpenVINO inference threads (0: all cores)")
     p.add_argument("--cache_dir", default=None,
                    help="compiled-model cache folder (default: the batch script's, openvinocache; '' disables)")
@@ -206,13 +206,12 @@ def run_model(args: argparse.Namespace, prepared: Prepared):
         raise SegmentError(f"models folder {args.models_dir} not found (pass -m FOLDER)")
     t0 = time.perf_counter()
     cache_dir = args.cache_dir if args.cache_dir is not None else LOCAL_CACHE_DIR
-    kwargs = {} if args.precision is None else {"precision": args.precision}
     segmenter = Segmenter(args.models_dir, cache_dir=cache_dir or None, threads=args.threads,
-                          options=InferenceOptions(zmax_inclusive=args.zmax_inclusive), routing=args.routing,
-                          **kwargs)
+                          precision=args.precision, routing=args.routing,
+                          options=InferenceOptions(zmax_inclusive=args.zmax_inclusive))
     model = args.model
     if model is not None:
-        if not set(model) <= _MODEL_NAME_CHARS or model.startswith("."):
+        if not is_plain_model_name(model):
             raise SegmentError(f"--model {model!r}: a model name has letters, digits, '_', '-' and '.' only")
         if not segmenter.sessions.available(model):
             raise SegmentError(f"model {model} has no files in {args.models_dir} "

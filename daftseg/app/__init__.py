@@ -13,6 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from daftseg.inference.options import DEFAULT_PRECISION, PRECISIONS
+
 LOCALHOST = "127.0.0.1"
 
 
@@ -29,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None, metavar="ADDRESS",
                    help="listen on ADDRESS instead of 127.0.0.1 (e.g. 0.0.0.0): anyone who reaches it can read "
                         "and write the data folder; the app warns")
-    p.add_argument("--precision", choices=("f32", "auto", "bf16"), default="f32",
+    p.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
                    help="OpenVINO inference precision (default f32, as daftseg-segment)")
     p.add_argument("--threads", type=int, default=0, help="OpenVINO inference threads (0: all cores)")
     p.add_argument("--cache_dir", default=None,

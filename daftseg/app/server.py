@@ -19,13 +19,13 @@ from starlette.staticfiles import StaticFiles
 
 from daftseg.app.paths import PathRefused, inside, list_scans, upload_name
 from daftseg.app.state import AppError, CachedModel, Cancelled, EmbeddingCache, Job, ScanState
+from daftseg.inference.routing import MODEL_NAME_CHARS, is_plain_model_name
 
 log = logging.getLogger("daftseg.app")
 STATIC = Path(__file__).parent / "static"
 MODALITIES_3D = ("CT", "MR", "PET")
 MODALITIES_2D = ("X-Ray", "US", "Fundus", "Endoscopy", "Dermoscopy", "Microscope", "Mammography", "OCT")
 MAX_OPEN_SCANS = 4
-_MODEL_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
 
 @dataclass
@@ -89,7 +89,7 @@ class App:
         return CachedModel(sessions, self.embeddings, self.infer_lock, cancel, on_decode)
 
     def check_model_name(self, model: str) -> str:
-        if not isinstance(model, str) or not model or not set(model) <= _MODEL_CHARS or model.startswith("."):
+        if not is_plain_model_name(model):
             raise AppError(f"model {model!r}: a model name has letters, digits, '_', '-' and '.' only")
         if not self.segmenter.sessions.available(model):
             raise AppError(f"model {model} has no files in the models folder")
@@ -102,7 +102,7 @@ class App:
         path = inside(self.data, relative)
         fmt = scan_format(path)
         if modality is not None and (not isinstance(modality, str) or len(modality) > 40
-                                     or not set(modality) <= _MODEL_CHARS | {" "}):
+                                     or not set(modality) <= MODEL_NAME_CHARS | {" "}):
             raise AppError(f"modality {modality!r} is not a modality name")
         image, display, geometry, rgb, modality = self._read(path, fmt, modality)
         is_3d = geometry.ndim == 3

@@ -12,6 +12,9 @@ DEFAULT_MAX_CACHED_SLICES = 4
 DEFAULT_MAX_SPILLED_SLICES = 512
 # Compiled models kept at once in a long run (about 300 MB each); 0: no limit.
 DEFAULT_MAX_LOADED_MODELS = 2
+# OpenVINO inference precisions (SessionConfig.precision); f32 gives the same outputs on every CPU.
+PRECISIONS = ("f32", "auto", "bf16")
+DEFAULT_PRECISION = "f32"
 
 
 @dataclass(frozen=True)

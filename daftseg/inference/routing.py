@@ -25,6 +25,16 @@ RULE_KINDS = ("startswith", "contains")
 _NOT_IN_MODEL_NAME = ("/", "\\", ":", "\0", "..")
 
 
+# what a model name typed by a user (daftseg-segment --model, the app) may hold: it becomes part of a
+# file name, so letters, digits, '_', '-', '.' only (stricter than a routing table's)
+MODEL_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+
+
+def is_plain_model_name(name: object) -> bool:
+    """True for a non-empty name of letters, digits, '_', '-' and '.' that does not start with '.'."""
+    return isinstance(name, str) and bool(name) and set(name) <= MODEL_NAME_CHARS and not name.startswith(".")
+
+
 def check_model_name(name: object, source: str, where: str) -> str:
     """``name`` if it is a plain file-name part, else a ValueError naming the table, rule and reason."""
     if not isinstance(name, str) or not name:

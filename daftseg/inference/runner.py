@@ -23,6 +23,8 @@ from daftseg.inference.options import (
     DEFAULT_MAX_CACHED_SLICES,
     DEFAULT_MAX_LOADED_MODELS,
     DEFAULT_MAX_SPILLED_SLICES,
+    DEFAULT_PRECISION,
+    PRECISIONS,
     InferenceOptions,
 )
 
@@ -51,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"compiled-model cache folder (default {LOCAL_CACHE_DIR}, or {DOCKER_CACHE_DIR} with "
                         "--indocker; '' disables; an unusable folder is skipped with a warning)")
     p.add_argument("--threads", type=int, default=0, help="OpenVINO inference threads (0: all cores)")
-    p.add_argument("--precision", choices=("f32", "auto", "bf16"), default="f32",
+    p.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
                    help="OpenVINO inference precision. 'f32' (default): the same outputs on every CPU, equal to DAFT's "
                         "script with an f32 hint (as its submission was scored, on a CPU without bf16). 'auto': no hint, "
                         "exactly DAFT's script on this CPU (OpenVINO then runs bf16 on CPUs with native bf16, "

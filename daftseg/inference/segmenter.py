@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from daftseg.inference.npz_io import Case, label_dtype, make_case, output_dtype, read_case
-from daftseg.inference.options import DEFAULT_MAX_LOADED_MODELS, InferenceOptions
+from daftseg.inference.options import DEFAULT_MAX_LOADED_MODELS, DEFAULT_PRECISION, InferenceOptions
 from daftseg.inference.routing import Route, RoutingTable
-from daftseg.inference.sessions import DEFAULT_PRECISION, SessionConfig, Sessions
+from daftseg.inference.sessions import SessionConfig, Sessions
 
 log = logging.getLogger("daftseg.inference")
 

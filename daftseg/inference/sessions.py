@@ -23,12 +23,10 @@ from types import ModuleType
 import numpy as np
 
 from daftseg.inference.mapped_files import release_mapped_pages
-from daftseg.inference.options import DEFAULT_MAX_LOADED_MODELS
+from daftseg.inference.options import DEFAULT_MAX_LOADED_MODELS, DEFAULT_PRECISION, PRECISIONS
 
 log = logging.getLogger("daftseg.inference")
 
-PRECISIONS = ("f32", "auto", "bf16")
-DEFAULT_PRECISION = "f32"
 # graphs are reshaped to a fixed batch only at this precision (see SessionConfig.fixed_batch)
 STATIC_BATCH_PRECISION = "f32"
 SHARED_PROMPT_ENCODERS = ("lite_medsam_prompt_encoder.xml", "prompt_encoder.xml")
