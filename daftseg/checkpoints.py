@@ -27,9 +27,9 @@ import torch
 from torch import nn
 
 from daftseg.atomic import atomic_path
+from daftseg.trust import TRUST_FLAG
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-TRUST_FLAG = "--trust_checkpoint"
 
 
 class CheckpointError(RuntimeError):

@@ -22,6 +22,7 @@ from daftseg.checkpoints import (
     select_prefix,
 )
 from daftseg.models import build_model
+from daftseg.trust import add_trust_argument
 
 DEFAULT_TEACHER = "work_dir/LiteMedSAM/lite_medsam.pth"
 STUDENT = "efficientvit_sam_l0"
@@ -65,7 +66,7 @@ def merge_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lite_medsam", "-teacher_checkpoint", dest="lite_medsam", default=DEFAULT_TEACHER,
                         help=f"LiteMedSAM checkpoint giving the prompt encoder and mask decoder "
                              f"(default: {DEFAULT_TEACHER})")
-    _add_trust_flag(parser)
+    add_trust_argument(parser, "the input checkpoints")
     args = parser.parse_args(argv)
     return _run(lambda: merge(args.checkpoint, args.lite_medsam, args.trust_checkpoint), args.weights)
 
@@ -78,16 +79,11 @@ def extract_main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("checkpoint", help="fine-tuning checkpoint (e.g. work_dir_evit/base/medsam_lite_best.pth)")
     parser.add_argument("weights", help="output weights file (e.g. models/CT.pth)")
-    _add_trust_flag(parser)
+    add_trust_argument(parser, "the input checkpoints")
     args = parser.parse_args(argv)
     return _run(lambda: extract(args.checkpoint, args.trust_checkpoint), args.weights)
 
 
-def _add_trust_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--trust_checkpoint", action="store_true",
-                        help="load input files that hold Python objects beyond tensors and plain data by "
-                             "unpickling them in full, which runs any code stored in them: only for files "
-                             "you trust. Without it such files are refused (default: refuse)")
 
 
 def _run(make_state_dict, out: str) -> int:

@@ -18,6 +18,7 @@ from daftseg.export.graphs import dense_pe, graph_modules
 from daftseg.export.onnx_export import DEFAULT_OPSET, export_model, tracing_inputs
 from daftseg.export.runners import CheckError
 from daftseg.export.specs import GRAPHS, POSITIONAL_ENCODING_FILE
+from daftseg.trust import add_trust_argument
 
 LITE_NAME = "lite_medsam"
 Log = Callable[[str], None]
@@ -38,10 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--direct", action="store_true",
                    help="make the IR from the PyTorch modules with openvino.convert_model (checked against "
                         "PyTorch) instead of converting the ONNX files; the ONNX files are written either way")
-    p.add_argument("--trust_checkpoint", action="store_true",
-                   help="load a --checkpoint that holds Python objects beyond tensors and plain data by "
-                        "unpickling it in full, which runs any code stored in it: only for a file you trust. "
-                        "Without it such a file is refused")
+    add_trust_argument(p, "the --checkpoint file")
     return p
 
 

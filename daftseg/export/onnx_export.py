@@ -31,6 +31,7 @@ from daftseg.export.specs import (
     PROMPT_ENCODER,
     GraphSpec,
 )
+from daftseg.trust import add_trust_argument
 
 DEFAULT_OPSET = 17
 # ONNX Runtime vs PyTorch, both float32: only kernel-order differences are expected.
@@ -189,10 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weights whose prompt encoder provides positional_encoding.npy: a model name in "
                         "models_dir or a path (e.g. lite_medsam.pth); default: the first exported model "
                         "(all DAFT models share LiteMedSAM's)")
-    p.add_argument("--trust_checkpoint", action="store_true",
-                   help="load weights files that hold Python objects beyond tensors and plain data by "
-                        "unpickling them in full, which runs any code stored in them: only for files you "
-                        "trust. Without it such files are refused (default: refuse)")
+    add_trust_argument(p, "each models/<Name>.pth")
     return p
 
 

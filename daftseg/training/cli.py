@@ -10,6 +10,7 @@ import os
 
 from daftseg.training.batch import plan_batch
 from daftseg.training.config import TrainConfig
+from daftseg.trust import add_trust_argument
 
 TEACHER_DEFAULT = "work_dir/LiteMedSAM/lite_medsam.pth"
 
@@ -75,11 +76,8 @@ def build_parser(stage: str, prog: str | None = None) -> argparse.ArgumentParser
     w.add_argument("--overwrite", action="store_true",
                    help="start in a -work_dir that already holds a run (checkpoints, train_log.csv or "
                         "config.json): that run's checkpoints, log, plots and config are deleted first")
-    w.add_argument("--trust_checkpoint", action="store_true",
-                   help="load weight files (-pretrained_checkpoint, -resume"
-                        + (", -teacher_checkpoint" if not finetuning else "") + ") that hold Python objects "
-                        "beyond tensors and plain data, by unpickling them in full, which runs any code "
-                        "stored in them: only for files you trust. Without it such files are refused")
+    add_trust_argument(w, "each weights file (-pretrained_checkpoint, -resume"
+                          + (", -teacher_checkpoint" if not finetuning else "") + ")")
 
     o = p.add_argument_group("optimisation")
     o.add_argument("-num_epochs", type=int, default=10, help="total number of epochs")
