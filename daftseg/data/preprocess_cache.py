@@ -171,21 +171,22 @@ def build_cache(files: list[str], cache_dir: str | os.PathLike, num_workers: int
     if not todo:
         return 0
     bar = _progress(len(todo), progress)
+    # every file in todo was just found missing or stale: build it without looking it up again
     if num_workers <= 1:
         for f in todo:
-            cache.add(f, overwrite)
+            cache.add(f, overwrite=True)
             bar.update()
     else:
         with ProcessPoolExecutor(num_workers) as pool:
-            for _ in pool.map(_add_one, [(str(cache_dir), f, overwrite) for f in todo], chunksize=4):
+            for _ in pool.map(_add_one, [(str(cache_dir), f) for f in todo], chunksize=4):
                 bar.update()
     bar.close()
     return len(todo)
 
 
-def _add_one(job: tuple[str, str, bool]) -> None:
-    cache_dir, source, overwrite = job
-    SliceCache(cache_dir).add(source, overwrite)
+def _add_one(job: tuple[str, str]) -> None:
+    cache_dir, source = job
+    SliceCache(cache_dir).add(source, overwrite=True)
 
 
 def _progress(total: int, enabled: bool):
