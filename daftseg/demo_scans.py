@@ -103,13 +103,11 @@ def _write_scan(array: np.ndarray, geometry, path: Path) -> None:
 def dice_by_label(result: Path, reference: Path) -> dict[int, float]:
     """Dice of each reference label in ``result`` (both NIfTI on one grid)."""
     from daftseg.io.medical import read_volume_file
+    from daftseg.metrics.dice import dice_coefficient
 
     got, ref = read_volume_file(result).array, read_volume_file(reference).array
-    scores = {}
-    for k in (int(v) for v in np.unique(ref) if v):
-        a, b = got == k, ref == k
-        scores[k] = float(2 * np.logical_and(a, b).sum() / max(a.sum() + b.sum(), 1))
-    return scores
+    # each label is taken from the reference, so never absent from both (no NaN)
+    return {k: dice_coefficient(ref == k, got == k) for k in (int(v) for v in np.unique(ref) if v)}
 
 
 def segment(scan: Path, reference: Path, out: Path, models_dir: Path, modality: str, cache_dir: Path,
