@@ -148,7 +148,14 @@ def main(argv: list[str] | None = None) -> int:
 def prepare(args: argparse.Namespace) -> Prepared:
     """Read the scan and the boxes and check the output, before any model is loaded."""
     from daftseg.io.prompts import label_values, parse_box_text, read_box_file, voxel_boxes
-    from daftseg.io.scan import default_output, label_suffix, read_label_map, read_scan, scan_format
+    from daftseg.io.scan import (
+        default_output,
+        label_suffix,
+        read_label_map,
+        read_scan,
+        scan_format,
+        scan_modality,
+    )
 
     fmt = scan_format(args.image)
     intensity = intensity_from_args(args)
@@ -160,7 +167,7 @@ def prepare(args: argparse.Namespace) -> Prepared:
     t0 = time.perf_counter()
     image, geometry = read_scan(args.image, args.series_id, args.modality, intensity)
     read_seconds = time.perf_counter() - t0
-    modality = args.modality or _dicom_modality(geometry)
+    modality = scan_modality(geometry, args.modality)
     is_3d = geometry.ndim == 3
     if is_3d and fmt != "npz" and modality not in MODALITIES_3D and intensity.mode == "auto":
         raise SegmentError(f"{args.image}: 3D scans need --modality CT, MR or PET (got {modality!r})")
@@ -267,12 +274,6 @@ def _label_counts(segs: np.ndarray, n: int) -> np.ndarray:
     for start in range(0, flat.size, 1 << 20):
         counts += np.bincount(flat[start:start + (1 << 20)], minlength=n)[:n]
     return counts
-
-
-def _dicom_modality(geometry) -> str | None:
-    from daftseg.io.scan import DICOM_MODALITY
-
-    return DICOM_MODALITY.get(geometry.modality or "")
 
 
 def _check_output(output: Path, args: argparse.Namespace) -> None:

@@ -33,7 +33,6 @@ def _mark_done(inputs: Inputs, stage: Stage) -> None:
     if missing:
         raise RuntimeError(f"stage {stage.id} finished but did not write {', '.join(missing)}")
     marker = done_marker(inputs, stage)
-    marker.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(marker, shell_line(command(stage, inputs.python)) + "\n")
 
 

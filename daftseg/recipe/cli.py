@@ -90,7 +90,6 @@ def _check_run_folder(out: Path, identity: dict) -> None:
             raise RecipeError(f"{out} holds a run of another recipe or inputs ({', '.join(changed)} differ, "
                               f"see {path}); choose another --out")
     else:
-        out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(identity, indent=2) + "\n")
 
 

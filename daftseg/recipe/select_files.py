@@ -27,7 +27,6 @@ def select_rows(src: Path, dst: Path, pattern: re.Pattern[str]) -> int:
         rows = [r[column] for r in reader if pattern.match(r[column].rsplit("/", 1)[-1])]
     if not rows:
         raise ValueError(f"{src}: no file name matches {pattern.pattern!r}")
-    dst.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(dst, "w") as f:
         writer = csv.writer(f)
         writer.writerow([column])
