@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ov_toy_models import toy_models_dir  # noqa: F401 - pytest fixture
+from reference import daft_plain
 
 from daftseg.inference.boxes import plan_3d
 from daftseg.inference.case3d import schedule
@@ -255,15 +256,8 @@ def test_3d_propagation_prompts_as_daft(tmp_path: Path) -> None:
 
 
 def daft_encoder_input(img_3c: np.ndarray) -> np.ndarray:
-    """DAFT's preprocessing written out (spec §7.4): INTER_AREA in the stored dtype, then min-max."""
-    import cv2
-
-    h, w = img_3c.shape[:2]
-    s = 256 / max(h, w)
-    small = cv2.resize(img_3c, (int(w * s + 0.5), int(h * s + 0.5)), interpolation=cv2.INTER_AREA)
-    norm = (small - small.min()) / np.clip(small.max() - small.min(), a_min=1e-8, a_max=None)
-    padded = np.pad(norm, ((0, 256 - small.shape[0]), (0, 256 - small.shape[1]), (0, 0)))
-    return padded.astype(np.float32).transpose(2, 0, 1)[None]
+    """DAFT's preprocessing (spec §7.4), from the independent reference: INTER_AREA in the stored dtype, then min-max."""
+    return daft_plain.encoder_input(img_3c)[0]
 
 
 # OpenCV resizes this 4x4 image to 7x7 differently in uint8 (fixed point) and uint16 (floats)

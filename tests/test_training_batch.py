@@ -7,7 +7,12 @@ import json
 
 import pytest
 import torch
-from training_support import TinySam, cpu_args, make_data
+from training_support import (
+    TinySam,
+    cpu_args,
+    few_threads,  # noqa: F401 - autouse fixture
+    make_data,
+)
 
 from daftseg.training import finetune
 from daftseg.training.batch import BatchPlan, plan_batch
@@ -17,11 +22,6 @@ from daftseg.training.distributed import DistEnv
 from daftseg.training.loop import Trainer
 from daftseg.training.runner import build_datasets, run_stage
 from daftseg.training.tasks import SegmentationTask
-
-
-@pytest.fixture(autouse=True)
-def _few_threads():
-    torch.set_num_threads(2)
 
 
 @pytest.fixture(scope="module")

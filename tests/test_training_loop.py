@@ -10,17 +10,18 @@ import json
 
 import pytest
 import torch
-from training_support import TinyEncoder, TinySam, cpu_args, make_data
+from training_support import (
+    TinyEncoder,
+    TinySam,
+    cpu_args,
+    few_threads,  # noqa: F401 - autouse fixture
+    make_data,
+)
 
 from daftseg.training.cli import parse_config
 from daftseg.training.runner import run_stage
 from daftseg.training.state import BEST, LATEST
 from daftseg.training.tasks import DistillationTask, SegmentationTask
-
-
-@pytest.fixture(autouse=True)
-def _few_threads():
-    torch.set_num_threads(2)
 
 
 def seg_task(batchnorm: bool = True):

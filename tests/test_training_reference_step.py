@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import copy
 
-import pytest
 import torch
 from reference import original_train_step as original
+from training_support import few_threads  # noqa: F401 - autouse fixture
 
 from daftseg.models import build_model
 from daftseg.training.cli import parse_config
@@ -21,11 +21,6 @@ from daftseg.training.tasks import DistillationTask, SegmentationTask
 
 RTOL = 1e-6
 BATCH = 2
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    torch.set_num_threads(2)
 
 
 def fixed_batch() -> dict[str, torch.Tensor]:

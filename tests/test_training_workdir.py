@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_support import TinySam, cpu_args, make_data
+from training_support import (
+    TinySam,
+    cpu_args,
+    few_threads,  # noqa: F401 - autouse fixture
+    make_data,
+)
 
 from daftseg.training import finetune
 from daftseg.training.cli import parse_config
@@ -16,11 +21,6 @@ from daftseg.training.runner import run_stage
 from daftseg.training.state import BEST, LATEST
 from daftseg.training.tasks import SegmentationTask
 from daftseg.training.workdir import WorkDirError
-
-
-@pytest.fixture(autouse=True)
-def _few_threads():
-    torch.set_num_threads(2)
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,18 @@ import csv
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 # ---- synthetic challenge npz files ---------------------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def few_threads():
+    """Two torch threads (the CI machine's cores): imported by each training test module, autouse there."""
+    torch.set_num_threads(2)
+
 
 def _object_image(rng: np.random.Generator, shape: tuple[int, ...], labels: np.ndarray) -> np.ndarray:
     """uint8 image: dim noise plus brighter objects where ``labels`` > 0."""
