@@ -24,9 +24,7 @@ import numpy as np
 
 from daftseg.inference.options import DEFAULT_PRECISION, PRECISIONS
 from daftseg.inference.routing import is_plain_model_name
-from daftseg.io.normalise import add_intensity_arguments, intensity_from_args
-
-MODALITIES_3D = ("CT", "MR", "PET")
+from daftseg.io.normalise import MODALITIES_3D, add_intensity_arguments, intensity_from_args
 
 BOX_CONVENTION = """\
 boxes:

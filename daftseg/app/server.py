@@ -20,10 +20,10 @@ from starlette.staticfiles import StaticFiles
 from daftseg.app.paths import PathRefused, inside, list_scans, upload_name
 from daftseg.app.state import AppError, CachedModel, Cancelled, EmbeddingCache, Job, ScanState
 from daftseg.inference.routing import MODEL_NAME_CHARS, is_plain_model_name
+from daftseg.io.normalise import MODALITIES_3D
 
 log = logging.getLogger("daftseg.app")
 STATIC = Path(__file__).parent / "static"
-MODALITIES_3D = ("CT", "MR", "PET")
 MODALITIES_2D = ("X-Ray", "US", "Fundus", "Endoscopy", "Dermoscopy", "Microscope", "Mammography", "OCT")
 MAX_OPEN_SCANS = 4
 

@@ -47,7 +47,7 @@ from daftseg.data.intensity import CT_WINDOWS
 from daftseg.data.label_boxes import boxes_from_labels, jitter_boxes
 from daftseg.io.labels import integer_labels, labels_to_objects
 from daftseg.io.medical import GeometryError, Volume, check_same_geometry, read_volume
-from daftseg.io.normalise import add_intensity_arguments, intensity_from_args, normalise_volume
+from daftseg.io.normalise import MODALITIES_3D, add_intensity_arguments, intensity_from_args, normalise_volume
 from daftseg.io.pictures import read_image_2d, read_mask_2d
 from daftseg.io.scan import DICOM_MODALITY, scan_stem
 
@@ -55,8 +55,7 @@ __all__ = ["Converted", "GeometryError", "Volume", "check_same_geometry", "conve
            "integer_labels", "labels_to_objects", "main", "normalise_volume", "read_image_2d", "read_mask_2d",
            "read_volume", "write_converted"]
 
-# Modality names as they appear in challenge case names (prefix routing, spec §7.3).
-MODALITIES_3D = ("CT", "MR", "PET")
+# Modality names as they appear in challenge case names (prefix routing, spec §7.3); 3D: MODALITIES_3D.
 MODALITIES_2D = ("X-Ray", "US", "Fundus", "Endoscopy", "Dermoscopy", "Microscope", "Mammography", "OCT",
                  "CT", "MR")
 DEFAULT_SEED = 2024
