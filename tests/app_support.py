@@ -7,11 +7,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scan_writers import rotation, write_volume
+from scan_writers import ROTATED, write_volume
 
 CT_SHAPE = (10, 40, 48)  # (z, y, x)
 PNG_SHAPE = (60, 80)
-ROTATED = rotation(30.0, 20.0)
 
 
 def synthetic_ct() -> np.ndarray:

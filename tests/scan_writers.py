@@ -20,6 +20,9 @@ def rotation(z_deg: float = 30.0, x_deg: float = 20.0) -> tuple[float, ...]:
     return tuple((rz @ rx).ravel().tolist())
 
 
+ROTATED = rotation()  # the non-identity direction the I/O, segment and app tests write scans with
+
+
 def sitk_image(array: np.ndarray, spacing=SPACING_XYZ, origin=ORIGIN_XYZ, direction=None):
     """(z, y, x) array -> SimpleITK image with the given geometry."""
     image = sitk.GetImageFromArray(array)

@@ -13,14 +13,13 @@ import cv2
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from scan_writers import SPACING_XYZ, rotation, sitk_image, write_dicom_series, write_volume
+from scan_writers import ROTATED, SPACING_XYZ, sitk_image, write_dicom_series, write_volume
 
 from daftseg.data import converters
 from daftseg.io import Geometry, Intensity, ScanError, read_label_map, read_scan, write_labels
 from daftseg.io.prompts import Box, BoxError, parse_box_text, read_box_file, voxel_boxes
 
 SHAPE = (6, 20, 24)  # (z, y, x)
-ROTATED = rotation(30.0, 20.0)
 
 
 def _ct() -> np.ndarray:

@@ -15,14 +15,13 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from ov_toy_models import toy_models_dir  # noqa: F401 - pytest fixture
-from scan_writers import rotation, write_dicom_series, write_volume
+from scan_writers import ROTATED, write_dicom_series, write_volume
 
 from daftseg import segment
 from daftseg.data import converters
 from daftseg.inference import runner
 
 SHAPE = (8, 36, 44)  # (z, y, x)
-ROTATED = rotation(30.0, 20.0)
 
 
 def _ct() -> np.ndarray:
