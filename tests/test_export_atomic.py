@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from snapshots import tree_snapshot
 from torch import nn
 
 from daftseg.export import onnx_export, openvino_convert, openvino_direct
@@ -57,11 +58,6 @@ class TinySamModel(nn.Module):
         self.mask_decoder = TinyMaskDecoder()
 
 
-def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every entry, hidden ones included (a leftover temporary folder shows up as a name)."""
-    return {p.name: (p.read_bytes() if p.is_file() else b"<dir>") for p in sorted(folder.iterdir())}
-
-
 ONNX_FILES = ["CT_image_encoder.onnx", "CT_mask_decoder.onnx", "CT_prompt_encoder.onnx",
               "positional_encoding.npy"]
 IR_FILES = sorted([f"CT_{s}.{e}" for s in ("image_encoder", "mask_decoder", "prompt_encoder")
@@ -79,10 +75,10 @@ def templates(tmp_path_factory) -> dict[str, Path]:
     """Made once: a good ONNX folder, its IR folder, and other weights' ONNX (as a retraining gives)."""
     root = tmp_path_factory.mktemp("templates")
     onnx = _export(0, root / "onnxmodels")
-    assert sorted(snapshot(onnx)) == ONNX_FILES
+    assert sorted(tree_snapshot(onnx)) == ONNX_FILES
     ir = root / "openvinomodels"
     openvino_convert.convert_folder(onnx, ir, compress_to_fp16=False, log=lambda _: None)
-    assert sorted(snapshot(ir)) == IR_FILES
+    assert sorted(tree_snapshot(ir)) == IR_FILES
     return {"onnx": onnx, "ir": ir, "new_onnx": _export(2, root / "new_onnx")}
 
 
@@ -97,17 +93,17 @@ def good_ir(templates, tmp_path) -> Path:
 
 
 def test_failed_onnx_check_keeps_the_earlier_files(good_onnx, monkeypatch):
-    before = snapshot(good_onnx)
+    before = tree_snapshot(good_onnx)
     monkeypatch.setattr(onnx_export, "ONNX_TOLERANCE", Tolerance(atol=-1.0))  # every comparison fails
     model = TinySamModel(seed=1).eval()
     with pytest.raises(CheckError, match="CT_image_encoder"):
         onnx_export.export_model(model, good_onnx, "CT", positional_encoding=dense_pe(model),
                                  log=lambda _: None)
-    assert snapshot(good_onnx) == before
+    assert tree_snapshot(good_onnx) == before
 
 
 def test_error_half_way_keeps_the_earlier_files(good_onnx, monkeypatch):
-    before = snapshot(good_onnx)
+    before = tree_snapshot(good_onnx)
     real_export = onnx_export.export_graph
     calls = []
 
@@ -122,7 +118,7 @@ def test_error_half_way_keeps_the_earlier_files(good_onnx, monkeypatch):
     with pytest.raises(RuntimeError, match="exporter crashed"):
         onnx_export.export_model(TinySamModel(seed=1).eval(), good_onnx, "CT", log=lambda _: None)
     assert calls == ["image_encoder", "prompt_encoder", "mask_decoder"]  # two new graphs were ready
-    assert snapshot(good_onnx) == before
+    assert tree_snapshot(good_onnx) == before
 
 
 def test_failed_check_in_a_new_folder_leaves_it_empty(tmp_path, monkeypatch):
@@ -131,29 +127,29 @@ def test_failed_check_in_a_new_folder_leaves_it_empty(tmp_path, monkeypatch):
     with pytest.raises(CheckError):
         onnx_export.export_model(model, tmp_path / "out", "CT", positional_encoding=dense_pe(model),
                                  log=lambda _: None)
-    assert snapshot(tmp_path / "out") == {}
+    assert tree_snapshot(tmp_path / "out") == {}
 
 
 def test_a_passing_export_replaces_all_files(good_onnx):
-    before = snapshot(good_onnx)
+    before = tree_snapshot(good_onnx)
     model = TinySamModel(seed=1).eval()
     onnx_export.export_model(model, good_onnx, "CT", positional_encoding=dense_pe(model), log=lambda _: None)
-    after = snapshot(good_onnx)
+    after = tree_snapshot(good_onnx)
     assert sorted(after) == ONNX_FILES and all(after[name] != before[name] for name in ONNX_FILES)
 
 
 def test_failed_ir_check_keeps_the_earlier_files(good_ir, templates, monkeypatch, capsys):
     new = templates["new_onnx"]
-    before = snapshot(good_ir)
+    before = tree_snapshot(good_ir)
     monkeypatch.setattr(openvino_convert, "FP32_TOLERANCE", Tolerance(atol=-1.0))
     assert openvino_convert.main(["--in_dir", str(new), "--out_dir", str(good_ir), "--fp32"]) == 1
     assert "CT_image_encoder" in capsys.readouterr().err
-    assert snapshot(good_ir) == before
+    assert tree_snapshot(good_ir) == before
 
 
 def test_ir_error_half_way_keeps_the_earlier_files(good_ir, templates, monkeypatch):
     new = templates["new_onnx"]
-    before = snapshot(good_ir)
+    before = tree_snapshot(good_ir)
     real_check = openvino_convert.check_ir
     checked = []
 
@@ -167,11 +163,11 @@ def test_ir_error_half_way_keeps_the_earlier_files(good_ir, templates, monkeypat
     with pytest.raises(MemoryError):
         openvino_convert.convert_folder(new, good_ir, compress_to_fp16=False, log=lambda _: None)
     assert len(checked) == 3
-    assert snapshot(good_ir) == before
+    assert tree_snapshot(good_ir) == before
     # and once the checks pass, the new model replaces the old one as a whole
     monkeypatch.setattr(openvino_convert, "check_ir", real_check)
     openvino_convert.convert_folder(new, good_ir, compress_to_fp16=False, log=lambda _: None)
-    after = snapshot(good_ir)
+    after = tree_snapshot(good_ir)
     assert after.keys() == before.keys()
     assert all(after[n] != before[n] for n in after if n.endswith(".bin") and "encoder" in n)
 
@@ -183,11 +179,11 @@ def test_direct_conversion_failed_check_writes_nothing(tmp_path, monkeypatch):
     out = tmp_path / "ov"
     xml = openvino_direct.export_module(module, PROMPT_ENCODER, example, out / "CT_prompt_encoder.xml",
                                         compress_to_fp16=False, log=lambda _: None)
-    before = snapshot(out)
+    before = tree_snapshot(out)
     assert sorted(before) == ["CT_prompt_encoder.bin", "CT_prompt_encoder.xml"]
     monkeypatch.setattr(openvino_direct, "tolerance_for", lambda fp16: Tolerance(atol=-1.0))
     other = graph_modules(TinySamModel(seed=3).eval())[PROMPT_ENCODER.suffix]
     with pytest.raises(CheckError):
         openvino_direct.export_module(other, PROMPT_ENCODER, example, xml, compress_to_fp16=False,
                                       log=lambda _: None)
-    assert snapshot(out) == before
+    assert tree_snapshot(out) == before

@@ -13,17 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ov_toy_models import toy_models_dir  # noqa: F401 - pytest fixture
+from snapshots import tree_snapshot
 
 from daftseg.inference.runner import main
 
 REPO = Path(__file__).resolve().parents[1]
 CASE = "2DBox_XRay_0001.npz"
-
-
-def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(folder)): p.read_bytes() if p.is_file() else b"<dir>" for p in folder.rglob("*")
-    }
 
 
 @pytest.mark.parametrize(
@@ -44,7 +39,7 @@ def test_output_folder_overlapping_the_input_is_refused(tmp_path: Path, output, 
         inp / CASE, imgs=rng.integers(0, 256, (30, 40, 3), np.uint8), boxes=np.array([[1, 2, 9, 9]])
     )
     (tmp_path / "link_to_imgs").symlink_to(inp, target_is_directory=True)
-    before = _snapshot(tmp_path)
+    before = tree_snapshot(tmp_path)
     err = io.StringIO()
     out_dir = output(inp)
     # the models folder does not exist: the check must come before anything is loaded or written
@@ -55,7 +50,7 @@ def test_output_folder_overlapping_the_input_is_refused(tmp_path: Path, output, 
     )
     assert rc == 1
     assert err.getvalue().startswith(f"error: output folder {out_dir} {why} {inp}")
-    assert _snapshot(tmp_path) == before  # nothing written, nothing replaced, no folder created
+    assert tree_snapshot(tmp_path) == before  # nothing written, nothing replaced, no folder created
 
 
 def test_sibling_output_folder_is_accepted(toy_models_dir, tmp_path: Path) -> None:  # noqa: F811

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from snapshots import tree_snapshot
 
 from daftseg.training import history
 from daftseg.training.state import LATEST
@@ -64,12 +65,7 @@ def earlier_run(work: Path) -> dict[str, bytes]:
     history.plot_losses(work, rows, "finetune")
     (work / "sanity_check.png").write_bytes((work / "train_loss.png").read_bytes()[:-1] + b"!")
     torch.save({"model": {"w": torch.zeros(3)}}, work / LATEST)
-    return snapshot(work)
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every entry, hidden ones included: a leftover temporary file would show."""
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+    return tree_snapshot(work)
 
 
 def run_child(work: Path, limit: int) -> list[str]:
@@ -84,9 +80,9 @@ def test_failed_writes_keep_the_earlier_files(tmp_path):
     before = earlier_run(work)
     assert sorted(before) == NAMES
     assert sorted(run_child(work, limit=64)) == NAMES  # every write failed half-way ...
-    assert snapshot(work) == before  # ... and every earlier file is as it was, nothing added
+    assert tree_snapshot(work) == before  # ... and every earlier file is as it was, nothing added
     # the same writes without the limit replace every file: the comparison above can tell
     assert run_child(work, limit=0) == []
-    after = snapshot(work)
+    after = tree_snapshot(work)
     assert sorted(after) == NAMES and all(after[n] != before[n] for n in NAMES)
     assert json.loads(after["config.json"])["note"].startswith("new")

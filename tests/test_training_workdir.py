@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from snapshots import tree_snapshot
 from training_support import (
     TinySam,
     cpu_args,
@@ -33,10 +34,6 @@ def run(work: Path, data, *args: str):
     return run_stage(config, lambda c, resuming, log: SegmentationTask(TinySam()))
 
 
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
-
-
 def log_epochs(work: Path) -> list[str]:
     with open(work / "train_log.csv", newline="") as f:
         return [row["epoch"] for row in csv.DictReader(f)]
@@ -47,23 +44,23 @@ def earlier_run(tmp_path, data) -> Path:
     """A finished two-epoch run."""
     work = tmp_path / "run"
     run(work, data, "-num_epochs", "2", "-resume", "")
-    assert {LATEST, BEST, "train_log.csv", "config.json", "train_loss.png"} <= set(snapshot(work))
+    assert {LATEST, BEST, "train_log.csv", "config.json", "train_loss.png"} <= set(tree_snapshot(work))
     return work
 
 
 def test_new_run_refused_where_a_run_is(earlier_run, data):
-    before = snapshot(earlier_run)
+    before = tree_snapshot(earlier_run)
     with pytest.raises(WorkDirError) as err:
         run(earlier_run, data, "-resume", "")
     msg = str(err.value)
     assert f"-work_dir {earlier_run} already holds a run" in msg and LATEST in msg and "--overwrite" in msg
-    assert snapshot(earlier_run) == before
+    assert tree_snapshot(earlier_run) == before
 
 
 def test_overwrite_replaces_the_whole_earlier_run(earlier_run, data):
-    before = snapshot(earlier_run)
+    before = tree_snapshot(earlier_run)
     run(earlier_run, data, "-resume", "", "--overwrite", "-seed", "5")
-    after = snapshot(earlier_run)
+    after = tree_snapshot(earlier_run)
     assert after.keys() == before.keys()
     assert all(after[name] != before[name] for name in (LATEST, BEST, "config.json", "train_log.csv"))
     assert log_epochs(earlier_run) == ["1"]  # no rows left from the earlier run
@@ -71,17 +68,17 @@ def test_overwrite_replaces_the_whole_earlier_run(earlier_run, data):
 
 
 def test_mistyped_resume_is_an_error_in_a_used_folder(earlier_run, data):
-    before = snapshot(earlier_run)
+    before = tree_snapshot(earlier_run)
     typo = earlier_run / "medsam_lite_lastest.pth"
     with pytest.raises(WorkDirError) as err:
         run(earlier_run, data, "-num_epochs", "3", "-resume", str(typo))
     msg = str(err.value)
     assert msg.startswith(f"-resume {typo}: no such file, and -work_dir {earlier_run} is not empty")
     assert "-resume ''" in msg and "--overwrite" in msg
-    assert snapshot(earlier_run) == before
+    assert tree_snapshot(earlier_run) == before
     # the same typo in the command line of the script: one line, exit status 1
     assert finetune.main(cpu_args(earlier_run, *data, "-resume", str(typo))) == 1
-    assert snapshot(earlier_run) == before
+    assert tree_snapshot(earlier_run) == before
 
 
 def test_missing_resume_starts_fresh_only_in_an_empty_folder(tmp_path, data, capsys):
@@ -95,7 +92,7 @@ def test_missing_resume_starts_fresh_only_in_an_empty_folder(tmp_path, data, cap
     (other / "notes.txt").write_text("mine")
     with pytest.raises(WorkDirError, match=r"is not empty \(notes\.txt\)"):
         run(other, data, "-resume", str(other / LATEST))
-    assert snapshot(other) == {"notes.txt": b"mine"}
+    assert tree_snapshot(other) == {"notes.txt": b"mine"}
 
 
 def test_continuing_a_run_in_its_folder(earlier_run, data):
@@ -107,10 +104,10 @@ def test_continuing_a_run_in_its_folder(earlier_run, data):
 def test_a_checkpoint_from_elsewhere_does_not_continue_over_another_run(earlier_run, tmp_path, data):
     other = tmp_path / "other_run"
     run(other, data, "-num_epochs", "1", "-resume", "")
-    before = snapshot(earlier_run)
+    before = tree_snapshot(earlier_run)
     with pytest.raises(WorkDirError, match="not one of its checkpoints"):
         run(earlier_run, data, "-num_epochs", "2", "-resume", str(other / LATEST))
-    assert snapshot(earlier_run) == before
+    assert tree_snapshot(earlier_run) == before
     # into an empty folder it continues, as the original's -resume did
     result = run(tmp_path / "copy", data, "-num_epochs", "2", "-resume", str(other / LATEST))
     assert [row["epoch"] for row in result.history] == [2]
