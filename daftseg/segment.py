@@ -96,8 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run this model (<models_dir>/<MODEL>_image_encoder.xml...) instead of the routed one")
     p.add_argument("-m", "--models_dir", default="openvinomodels", help="OpenVINO IR folder (default %(default)s)")
     p.add_argument("--routing", default=None, help="routing table TOML (default: the package's modalities.toml)")
-    p.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
-                   help="OpenVINO inference precision (default %(default)s, as the batch script)")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help=f"OpenVINO inference precision (default {DEFAULT_PRECISION}, as the batch script; auto with --fast)")
+    p.add_argument("--fast", action="store_true",
+                   help="fast mode, as PerfectMetaOpenVINO.py --fast: INT8 image encoders where "
+                        "<Name>_image_encoder_int8.xml exists, OpenVINO's best precision for the rest; outputs "
+                        "differ from DAFT's; prints what it uses on this CPU")
     p.add_argument("--threads", type=int, default=0, help="OpenVINO inference threads (0: all cores)")
     p.add_argument("--cache_dir", default=None,
                    help="compiled-model cache folder (default: the batch script's, openvinocache; '' disables)")
@@ -213,7 +217,12 @@ def run_model(args: argparse.Namespace, prepared: Prepared):
     cache_dir = args.cache_dir if args.cache_dir is not None else LOCAL_CACHE_DIR
     segmenter = Segmenter(args.models_dir, cache_dir=cache_dir or None, threads=args.threads,
                           precision=args.precision, routing=args.routing,
-                          options=InferenceOptions(zmax_inclusive=args.zmax_inclusive))
+                          options=InferenceOptions(zmax_inclusive=args.zmax_inclusive), fast=args.fast)
+    if args.fast:
+        line, warnings = segmenter.fast_mode_report()
+        print(line)
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
     model = args.model
     if model is not None:
         if not is_plain_model_name(model):

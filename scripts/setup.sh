@@ -135,7 +135,7 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 "${PIP[@]}" install "${BUILD_TOOLS[@]}"
 # torch first, exactly as pinned, so that no other requirement pulls a different build.
 "${PIP[@]}" install "${TORCH[@]}"
-"${PIP[@]}" install -e "${ROOT}[infer,eval,export,train,data,app,dev]"
+"${PIP[@]}" install -e "${ROOT}[infer,eval,export,train,data,app,quant,dev]"
 
 # The wheelhouse: what a laptop install (inference_requirements.txt) and `pip install daftseg[infer,eval]`
 # need, so that the packaging tests can install into fresh venvs with --no-index.

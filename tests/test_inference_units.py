@@ -511,17 +511,19 @@ def test_graphs_fixed_at_batch_1_only_where_openvino_reports_f32(toy_models_dir,
     assert hints == ([] if precision == "auto" else [("CPU", {"INFERENCE_PRECISION_HINT": precision})])
 
 
-def test_f32_is_the_default_precision_everywhere() -> None:
-    import inspect
-
+def test_f32_is_the_default_precision_everywhere(tmp_path) -> None:
     from daftseg.inference import Segmenter
+    from daftseg.inference.options import resolve_precision
     from daftseg.inference.runner import build_parser
     from daftseg.inference.sessions import SessionConfig
 
     assert SessionConfig().precision == "f32"
-    assert inspect.signature(Segmenter).parameters["precision"].default == "f32"
-    assert build_parser().parse_args([]).precision == "f32"
-    assert build_parser().parse_args(["--precision", "auto"]).precision == "auto"
+    assert Segmenter(tmp_path).sessions.config.precision == "f32"
+    assert resolve_precision(build_parser().parse_args([]).precision, fast=False) == "f32"
+    assert resolve_precision(build_parser().parse_args(["--precision", "auto"]).precision, fast=False) == "auto"
+    # fast mode: OpenVINO's best unless a precision is asked for
+    assert Segmenter(tmp_path, fast=True).sessions.config.precision == "auto"
+    assert Segmenter(tmp_path, precision="f32", fast=True).sessions.config.precision == "f32"
 
 
 def test_f32_compiles_batch_1_graphs_on_any_cpu(toy_models_dir) -> None:  # noqa: F811

@@ -31,8 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None, metavar="ADDRESS",
                    help="listen on ADDRESS instead of 127.0.0.1 (e.g. 0.0.0.0): anyone who reaches it can read "
                         "and write the data folder; the app warns")
-    p.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
-                   help="OpenVINO inference precision (default f32, as daftseg-segment)")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help=f"OpenVINO inference precision (default {DEFAULT_PRECISION}, as daftseg-segment; auto with --fast)")
+    p.add_argument("--fast", action="store_true",
+                   help="fast mode, as daftseg-segment --fast: INT8 image encoders where "
+                        "<Name>_image_encoder_int8.xml exists, OpenVINO's best precision for the rest; outputs "
+                        "differ from DAFT's; prints what it uses on this CPU at start")
     p.add_argument("--threads", type=int, default=0, help="OpenVINO inference threads (0: all cores)")
     p.add_argument("--cache_dir", default=None,
                    help="compiled-model cache folder (default: the batch script's, openvinocache; '' disables)")
@@ -59,7 +63,7 @@ def make_config(args: argparse.Namespace):
     if args.max_upload_mb <= 0 or args.embeddings < 1 or args.threads < 0:
         raise SystemExit("error: --max_upload_mb must be > 0, --embeddings >= 1, --threads >= 0")
     return AppConfig(args.data, Path(args.models_dir), args.precision, args.threads, args.cache_dir,
-                     int(args.max_upload_mb * (1 << 20)), args.embeddings)
+                     int(args.max_upload_mb * (1 << 20)), args.embeddings, args.fast)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     if warning:
         print(warning, file=sys.stderr)
     app = create_app(config)
+    if config.fast and Path(args.models_dir).is_dir():
+        line, warnings = app.state.daft.segmenter.fast_mode_report()
+        print(line, file=sys.stderr)
+        for w in warnings:
+            print(f"warning: {w}", file=sys.stderr)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=args.port, log_level="warning"))
     if not args.no_browser:
         _open_browser_when_up(server, host)

@@ -32,11 +32,12 @@ MAX_OPEN_SCANS = 4
 class AppConfig:
     data: Path
     models_dir: Path
-    precision: str = "f32"
+    precision: str | None = None  # None: f32, or OpenVINO's best in fast mode (Segmenter)
     threads: int = 0
     cache_dir: str | None = None
     max_upload_bytes: int = 2 << 30
     embeddings: int = 32
+    fast: bool = False  # INT8 image encoders where exported (Segmenter(fast=True)); not DAFT's outputs
 
 
 def guess_modality(name: str, is_3d: bool) -> str:
@@ -63,7 +64,7 @@ class App:
         self.data = Path(config.data).resolve()
         cache = config.cache_dir if config.cache_dir is not None else LOCAL_CACHE_DIR
         self.segmenter = Segmenter(config.models_dir, cache_dir=cache or None, threads=config.threads,
-                                   precision=config.precision)
+                                   precision=config.precision, fast=config.fast)
         self.embeddings = EmbeddingCache(config.embeddings)
         self.infer_lock = threading.Lock()
         self.scans: dict[str, ScanState] = {}
@@ -279,7 +280,8 @@ def create_app(config: AppConfig) -> Starlette:
 
         return JSONResponse({"models": core.models(), "modalities_3d": MODALITIES_3D,
                              "modalities_2d": MODALITIES_2D, "windows": CT_WINDOWS,
-                             "max_upload_bytes": config.max_upload_bytes, "precision": config.precision})
+                             "max_upload_bytes": config.max_upload_bytes,
+                             "precision": core.segmenter.sessions.config.precision, "fast": config.fast})
 
     async def files(request: Request) -> Response:
         return JSONResponse({"files": await run(list_scans, core.data)})

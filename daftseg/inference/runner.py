@@ -53,11 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"compiled-model cache folder (default {LOCAL_CACHE_DIR}, or {DOCKER_CACHE_DIR} with "
                         "--indocker; '' disables; an unusable folder is skipped with a warning)")
     p.add_argument("--threads", type=int, default=0, help="OpenVINO inference threads (0: all cores)")
-    p.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
-                   help="OpenVINO inference precision. 'f32' (default): the same outputs on every CPU, equal to DAFT's "
-                        "script with an f32 hint (as its submission was scored, on a CPU without bf16). 'auto': no hint, "
-                        "exactly DAFT's script on this CPU (OpenVINO then runs bf16 on CPUs with native bf16, "
-                        "AVX512-BF16/AMX, else f32). 'bf16': bf16 where the CPU has it")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help=f"OpenVINO inference precision. '{DEFAULT_PRECISION}' (default): the same outputs on every CPU, "
+                        "equal to DAFT's script with an f32 hint (as its submission was scored, on a CPU without bf16). "
+                        "'auto' (default with --fast): no hint, exactly DAFT's script on this CPU (OpenVINO then runs "
+                        "bf16 on CPUs with native bf16, AVX512-BF16/AMX, else f32). 'bf16': bf16 where the CPU has it")
     p.add_argument("--max_loaded_models", type=int, default=DEFAULT_MAX_LOADED_MODELS, metavar="N",
                    help="compiled models kept at once, about 300 MB each; the least recently used is released "
                         "(cases run in sorted order, so a modality's cases come together; 0: no limit; default %(default)s)")
@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", default=None, metavar="K/N",
                    help="process only cases K, K+N, K+2N, ... of the sorted list (K from 0), for job arrays")
     g = p.add_argument_group("opt-in changes (outputs differ from DAFT's)")
+    g.add_argument("--fast", action="store_true",
+                   help="fast mode: INT8 image encoders where <Name>_image_encoder_int8.xml exists (written by "
+                        "onnx2openvino.py/liteov.py --int8; else the standard encoder, with a warning) and OpenVINO's "
+                        "best precision for the rest (bf16 where native; --precision overrides). Prints what it uses "
+                        "on this CPU; warns where the CPU has neither VNNI nor AMX (INT8 may then be slower than f32)")
     g.add_argument("--zmax_inclusive", action="store_true",
                    help="3D: segment the box's z_max slice too (the LiteMedSAM baseline; DAFT stops at z_max-1)")
     g.add_argument("--box_from_fullres", action="store_true",
@@ -229,11 +234,16 @@ def _run(args: argparse.Namespace, files: list[Path], output_dir: Path, progress
                                args.decode_batch, args.max_cached_slices, args.max_spilled_slices, args.spill_dir)
     try:
         segmenter = Segmenter(args.models_dir, cache_dir or None, args.threads, args.precision, options,
-                              args.routing, args.max_loaded_models)
+                              args.routing, args.max_loaded_models, fast=args.fast)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=err)
         return 1
     process.keep.append(segmenter)
+    if args.fast:
+        line, warnings = segmenter.fast_mode_report()
+        progress.line(line)
+        for warning in warnings:
+            progress.line(f"warning: {warning}", err)
     # Compile the first case's model while its file is read (a fresh process per case is the
     # challenge's timing); the foreground call reports any error.
     segmenter.sessions.prefetch(segmenter.route(files[0].name, warn=False).model)

@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from daftseg.inference.npz_io import Case, label_dtype, make_case, output_dtype, read_case
-from daftseg.inference.options import DEFAULT_MAX_LOADED_MODELS, DEFAULT_PRECISION, InferenceOptions
+from daftseg.inference.options import (
+    DEFAULT_MAX_LOADED_MODELS,
+    FAST_DECODE_BATCH,
+    InferenceOptions,
+    resolve_precision,
+)
 from daftseg.inference.routing import Route, RoutingTable
-from daftseg.inference.sessions import SessionConfig, Sessions
+from daftseg.inference.sessions import SessionConfig, Sessions, int8_model_names
 
 log = logging.getLogger("daftseg.inference")
 
@@ -44,22 +50,42 @@ class Segmenter:
     Args:
         models_dir: folder with ``<Name>_image_encoder.xml``, ``<Name>_mask_decoder.xml``, a prompt
             encoder and ``positional_encoding.npy``.
-        cache_dir, threads, precision, max_loaded_models: see ``SessionConfig``.
+        cache_dir, threads, max_loaded_models: see ``SessionConfig``.
+        precision: see ``SessionConfig``; None: f32, or OpenVINO's best with ``fast``.
         options: ``InferenceOptions`` (defaults: DAFT's exact behaviour).
         routing: a ``RoutingTable`` or the path of its TOML file (default daftseg/configs/modalities.toml).
+        fast: fast mode (opt-in, outputs are not DAFT's): INT8 image encoders where the export wrote
+            ``<Name>_image_encoder_int8.xml``, every other graph at OpenVINO's best precision for the
+            CPU unless ``precision`` says otherwise, and ``FAST_DECODE_BATCH`` boxes per decoder call
+            unless ``options`` asks for more.
     """
 
     def __init__(self, models_dir: str | Path = "openvinomodels", cache_dir: str | None = None,
-                 threads: int = 0, precision: str = DEFAULT_PRECISION, options: InferenceOptions | None = None,
+                 threads: int = 0, precision: str | None = None, options: InferenceOptions | None = None,
                  routing: RoutingTable | str | Path | None = None,
-                 max_loaded_models: int = DEFAULT_MAX_LOADED_MODELS) -> None:
+                 max_loaded_models: int = DEFAULT_MAX_LOADED_MODELS, fast: bool = False) -> None:
+        self.fast = fast
         self.options = options or InferenceOptions()
+        if fast and self.options.decode_batch <= 1 < FAST_DECODE_BATCH:
+            self.options = replace(self.options, decode_batch=FAST_DECODE_BATCH)
+        precision = resolve_precision(precision, fast)
         # one box per decoder call (the default) lets every graph be compiled at batch 1, which
         # Sessions does only where OpenVINO reports an f32 precision (bit-identical there)
         fixed = 1 if self.options.decode_batch <= 1 else None
         self.sessions = Sessions(models_dir, SessionConfig(cache_dir, threads, precision, fixed,
-                                                                  max_loaded_models))
+                                                           max_loaded_models, int8=fast))
         self.routing = routing if isinstance(routing, RoutingTable) else RoutingTable.load(routing)
+
+    def fast_mode_report(self, cpu_flags: Callable[[], frozenset[str] | None] | None = None
+                         ) -> tuple[str, list[str]]:
+        """(one line saying what fast mode uses on this CPU, warnings); see ``daftseg.inference.cpu``.
+
+        cpu_flags: returns the CPU's flags, None if unknown (default: read from the operating system).
+        """
+        from daftseg.inference.cpu import cpu_info, fast_mode_report, read_cpu_flags
+
+        info = cpu_info(self.sessions.core, self.sessions.precision, (cpu_flags or read_cpu_flags)())
+        return fast_mode_report(info, int8_model_names(self.sessions.models_dir), self.sessions.models_dir)
 
     def route(self, name: str, warn: bool = True) -> Route:
         """The model that a file called ``name`` runs with (fallback if its files are absent)."""

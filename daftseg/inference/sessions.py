@@ -89,6 +89,9 @@ class SessionConfig:
         recently used is released first. Each costs about 300 MB; cases are processed in sorted
         order, so a modality's cases come together and a released model is rarely needed again
         (it then loads again from the cache in well under a second).
+    int8: fast mode: a model's image encoder is ``<Name>_image_encoder_int8.xml`` where that file
+        exists (``int8_encoder_file``), else its standard encoder (with one warning per model).
+        False (the default) never reads an INT8 file.
     """
 
     cache_dir: str | None = None
@@ -96,6 +99,7 @@ class SessionConfig:
     precision: str = DEFAULT_PRECISION
     fixed_batch: int | None = 1
     max_loaded_models: int = DEFAULT_MAX_LOADED_MODELS
+    int8: bool = False
 
     def precision_hint(self) -> str | None:
         """The ``INFERENCE_PRECISION_HINT`` to set (None for ``auto``: OpenVINO decides, as DAFT)."""
@@ -133,6 +137,22 @@ def model_files(models_dir: Path, name: str) -> tuple[Path, Path]:
     return Path(models_dir) / f"{name}_image_encoder.xml", Path(models_dir) / f"{name}_mask_decoder.xml"
 
 
+INT8_SUFFIX = "_int8"
+
+
+def int8_encoder_file(models_dir: Path, name: str) -> Path:
+    """``<Name>_image_encoder_int8.xml``: the INT8 image encoder written by ``--int8`` at export,
+    read only in fast mode (``SessionConfig.int8``); its agreement record is the same stem ``.json``."""
+    return Path(models_dir) / f"{name}_image_encoder{INT8_SUFFIX}.xml"
+
+
+def int8_model_names(models_dir: str | Path) -> list[str]:
+    """Models of ``models_dir`` that have an INT8 image encoder (.xml and .bin)."""
+    suffix = f"_image_encoder{INT8_SUFFIX}.xml"
+    return sorted(p.name[: -len(suffix)] for p in Path(models_dir).glob(f"*{suffix}")
+                  if p.with_suffix(".bin").is_file())
+
+
 def model_available(models_dir: Path, name: str) -> bool:
     """True if both IR files of ``name`` (and their weights) exist."""
     return all(p.is_file() and p.with_suffix(".bin").is_file() for p in model_files(models_dir, name))
@@ -166,6 +186,11 @@ class _Session:
         return tuple(self.request.get_tensor(n).data.copy() for n in self.outputs)
 
 
+def encoder_session(compiled, path: Path) -> _Session:
+    """An image-encoder session over an OpenVINO compiled model (DAFT's tensor names checked)."""
+    return _Session(compiled, Path(path), ("image",), ("image_embedding",))
+
+
 class ModelSessions:
     """Image encoder + (shared) prompt encoder + mask decoder of one model."""
 
@@ -181,6 +206,10 @@ class ModelSessions:
         self.prompt_max_batch = prompt_encoder.static_batch("boxes")
         self.encoder_calls = 0
         self.decoder_calls = 0
+
+    def with_encoder(self, encoder: _Session) -> ModelSessions:
+        """The same prompt encoder, decoder and PE with another image encoder (e.g. an INT8 candidate)."""
+        return ModelSessions(self.name, encoder, self.prompt_encoder, self.decoder, self.positional_encoding)
 
     def encode(self, image: np.ndarray) -> np.ndarray:
         """(1,3,256,256) float32 in [0,1] -> image embedding (1,256,64,64) float32."""
@@ -225,6 +254,7 @@ class Sessions:
         self._pe: np.ndarray | None = None
         self._lock = threading.RLock()
         self._prefetch: threading.Thread | None = None
+        self._warned_int8: set[str] = set()
 
     # -- OpenVINO core ---------------------------------------------------------------------------
     @property
@@ -305,6 +335,20 @@ class Sessions:
     def available(self, name: str) -> bool:
         return model_available(self.models_dir, name)
 
+    def encoder_path(self, name: str) -> Path:
+        """The image encoder ``name`` runs with: the INT8 one in fast mode where it exists, else the standard."""
+        standard = model_files(self.models_dir, name)[0]
+        if not self.config.int8:
+            return standard
+        int8 = int8_encoder_file(self.models_dir, name)
+        if int8.is_file() and int8.with_suffix(".bin").is_file():
+            return int8
+        if name not in self._warned_int8:
+            self._warned_int8.add(name)
+            log.warning("model %s has no %s (+ .bin) in %s: fast mode runs its standard image encoder",
+                        name, int8.name, self.models_dir)
+        return standard
+
     def prompt_encoder_path(self, name: str) -> Path:
         for candidate in (*SHARED_PROMPT_ENCODERS, f"{name}_prompt_encoder.xml"):
             if (self.models_dir / candidate).is_file():
@@ -339,7 +383,7 @@ class Sessions:
                         pe_path, ("boxes",), ("sparse_embeddings", "dense_embeddings"))
                 pos = self.positional_encoding()
                 self._make_room()  # before compiling the new one, so both are never held at once
-                encoder = self._compile(enc_path, ("image",), ("image_embedding",))
+                encoder = self._compile(self.encoder_path(name), ("image",), ("image_embedding",))
                 decoder = self._compile(dec_path, ("image_embeddings", "image_pe", "sparse_prompt_embeddings",
                                                    "dense_prompt_embeddings"), ("low_res_masks",))
                 self._models[name] = ModelSessions(name, encoder, self._prompt_encoders[pe_path], decoder, pos)
