@@ -231,3 +231,14 @@ def test_predict_sh_turns_fast_mode_on_from_the_environment(tmp_path, value, exp
 def test_predict_sh_refuses_an_unknown_fast_value(tmp_path) -> None:
     done = _predict_args(tmp_path, "maybe")
     assert done.returncode == 2 and "DAFTSEG_FAST must be" in done.stderr and done.stdout == ""
+
+
+def test_fast_decode_batch_applies_only_where_nothing_else_was_asked(tmp_path, monkeypatch) -> None:
+    from daftseg.inference.options import FAST_DECODE_BATCH, InferenceOptions
+
+    assert FAST_DECODE_BATCH == 1  # measured: batching was not faster at fast mode's precision (options.py)
+    assert Segmenter(tmp_path, fast=True).options.decode_batch == 1
+    monkeypatch.setattr("daftseg.inference.segmenter.FAST_DECODE_BATCH", 4)  # a CPU where it were faster
+    assert Segmenter(tmp_path, fast=True).options.decode_batch == 4
+    assert Segmenter(tmp_path, fast=True, options=InferenceOptions(decode_batch=8)).options.decode_batch == 8
+    assert Segmenter(tmp_path).options.decode_batch == 1  # exact mode never batches by itself
