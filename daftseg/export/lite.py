@@ -4,6 +4,8 @@ Writes ``lite_medsam_{image_encoder,prompt_encoder,mask_decoder}.onnx`` into ``o
 matching ``.xml/.bin`` into ``ov_dir``, with the tensor names of ``graphs.py``. Unlike DAFT's
 script it also writes ``positional_encoding.npy`` into both folders, so a folder holding only
 LiteMedSAM is complete for the runtime (DAFT relied on ``export_onnx.py`` for that file).
+With ``--int8`` it also writes ``lite_medsam_image_encoder_int8.xml/.bin/.json`` into ``ov_dir``
+(``daftseg.quantize.int8``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="make the IR from the PyTorch modules with openvino.convert_model (checked against "
                         "PyTorch) instead of converting the ONNX files; the ONNX files are written either way")
     add_trust_argument(p, "the --checkpoint file")
+    from daftseg.quantize.int8 import add_int8_arguments
+
+    add_int8_arguments(p)
     return p
 
 
@@ -75,13 +80,20 @@ def run(checkpoint: Path, onnx_dir: Path, ov_dir: Path, compress_to_fp16: bool =
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     from daftseg.checkpoints import CheckpointError
+    from daftseg.quantize.int8 import Int8Error, export_int8_models, import_nncf, settings_from_args
 
+    int8 = settings_from_args(args, parser)
     try:
+        if int8:
+            import_nncf()  # before the export, not after minutes of it
         run(Path(args.checkpoint), Path(args.onnx_dir), Path(args.ov_dir), not args.fp32, args.opset,
             args.direct, trust=args.trust_checkpoint)
-    except (CheckpointError, CheckError) as e:
+    except (CheckpointError, CheckError, Int8Error) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    if int8 and export_int8_models(Path(args.ov_dir), [LITE_NAME], int8):
         return 1
     return 0

@@ -4,7 +4,8 @@ Every ``<in_dir>/*.onnx`` becomes ``<out_dir>/<same>.xml`` + ``.bin`` with the s
 and dynamic axes; ``*.npy`` (the positional encoding) is copied. Each IR is checked under a
 temporary name and renamed into place only when the check passes. Weights are stored as FP16 by
 default, as DAFT's ``ov.save_model`` call did (spec §6.2); at run time the CPU plugin widens them
-to f32 again, so only the weight rounding differs.
+to f32 again, so only the weight rounding differs. With ``--int8`` every ``<Name>_image_encoder``
+converted also gets ``<Name>_image_encoder_int8.xml/.bin/.json`` (``daftseg.quantize.int8``).
 """
 
 from __future__ import annotations
@@ -136,14 +137,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out_dir", default="openvinomodels", help="output folder (default: openvinomodels)")
     p.add_argument("--fp32", action="store_true",
                    help="store FP32 weights; default: FP16-compressed weights as DAFT's release (half the size)")
+    from daftseg.quantize.int8 import add_int8_arguments
+
+    add_int8_arguments(p)
     return p
 
 
+IMAGE_ENCODER_XML = "_image_encoder.xml"
+
+
+def encoder_models(written: Sequence[Path]) -> list[str]:
+    """``<Name>`` of every ``<Name>_image_encoder.xml`` among ``written``, in order."""
+    return [p.name[: -len(IMAGE_ENCODER_XML)] for p in written if p.name.endswith(IMAGE_ENCODER_XML)]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from daftseg.quantize.int8 import Int8Error, export_int8_models, import_nncf, settings_from_args
+
+    int8 = settings_from_args(args, parser)
     try:
-        convert_folder(args.in_dir, args.out_dir, compress_to_fp16=not args.fp32)
-    except (CheckError, FileNotFoundError) as e:
+        if int8:
+            import_nncf()  # before the conversion, not after minutes of it
+        written = convert_folder(args.in_dir, args.out_dir, compress_to_fp16=not args.fp32)
+    except (CheckError, FileNotFoundError, Int8Error) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    if int8 and export_int8_models(Path(args.out_dir), encoder_models(written), int8):
         return 1
     return 0
