@@ -4,9 +4,10 @@
 For every case of ``--cases`` (challenge npz with ``--gts``) and every ``--scan IMAGE LABELS``
 (a NIfTI scan and its label map, converted to a challenge case with daftseg-convert):
 
-- seconds of ``Segmenter.run`` in exact mode (the default: f32, DAFT's outputs) and in fast mode
-  (INT8 image encoders where ``<Name>_image_encoder_int8.xml`` exists, OpenVINO's best precision
-  for the rest), one process per mode, each model compiled before its cases are timed;
+- seconds of ``Segmenter.run`` in exact mode (the default: f32, DAFT's outputs), at OpenVINO's
+  default precision without INT8 (``auto``: what fast mode gives without INT8 files) and in fast
+  mode (INT8 image encoders where ``<Name>_image_encoder_int8.xml`` exists, OpenVINO's best
+  precision for the rest), one Segmenter per mode, each model compiled before its cases are timed;
 - DSC and NSD of each against the ground truth, as ``evaluation/compute_metrics.py`` scores them
   (``daftseg.metrics.evaluate.evaluate_case_file``), and their change;
 - agreement: mean Dice over labels of the fast label map against the exact one;
@@ -74,13 +75,17 @@ def convert_scans(scans: list[list[str]], modality: str, work: Path) -> tuple[Pa
     return out / "imgs", out / "gts"
 
 
-def run_mode(models: Path, fast: bool, cases: list[tuple[Path, Path]], work: Path, threads: int) -> dict:
+# mode -> Segmenter arguments: exact (the default), OpenVINO's default precision without INT8 (what
+# fast mode would give without its INT8 files: bf16 on CPUs with native bf16), fast
+MODES = {"exact": {}, "auto": {"precision": "auto"}, "fast": {"fast": True}}
+
+
+def run_mode(models: Path, label: str, cases: list[tuple[Path, Path]], work: Path, threads: int) -> dict:
     """Segment every case in one process-long ``Segmenter``; name -> (seconds, model, encoder file)."""
     from daftseg.inference import Segmenter
     from daftseg.inference.npz_io import read_case, write_segs
 
-    label = "fast" if fast else "exact"
-    seg = Segmenter(models, cache_dir=str(work / f"cache_{label}"), threads=threads, fast=fast)
+    seg = Segmenter(models, cache_dir=str(work / f"cache_{label}"), threads=threads, **MODES[label])
     out = work / f"segs_{label}"
     out.mkdir(parents=True, exist_ok=True)
     rows = {}
@@ -163,30 +168,36 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("no cases: pass --cases/--gts or --scan")
 
     print(f"\n{len(cases)} cases; each mode in its own Segmenter, models compiled before timing")
-    runs = {label: run_mode(models, label == "fast", cases, work, args.threads) for label in ("exact", "fast")}
+    runs = {label: run_mode(models, label, cases, work, args.threads) for label in MODES}
 
-    print(f"\n{'case':40s} {'model':12s} {'enc':4s} {'exact s':>7s} {'fast s':>7s} {'x':>5s} {'DSC ex':>6s} "
-          f"{'DSC fa':>6s} {'dDSC':>7s} {'NSD ex':>6s} {'NSD fa':>6s} {'dNSD':>7s} {'agree':>6s}")
+    print("\nx: exact s / fast s; auto: no hint, no INT8 (bf16 where native); agree: mean Dice over labels "
+          "against the exact label map")
+    print(f"{'case':40s} {'enc':4s} {'exact s':>7s} {'auto s':>7s} {'fast s':>7s} {'x':>5s} {'DSC ex':>6s} "
+          f"{'DSC fa':>6s} {'dDSC':>7s} {'NSD ex':>6s} {'NSD fa':>6s} {'dNSD':>7s} {'agr au':>6s} {'agr fa':>6s}")
     per_target = defaultdict(list)
     for path, gts in cases:
         name = path.name
-        (te, model, _), (tf, _, encoder) = runs["exact"][name], runs["fast"][name]
-        score = {label: evaluate_case_file(name, work / f"segs_{label}", gts) for label in runs}
-        with np.load(work / "segs_exact" / name) as a, np.load(work / "segs_fast" / name) as b:
-            agreement = label_agreement(a["segs"], b["segs"])
+        te, ta, tf = (runs[label][name][0] for label in MODES)
+        encoder = runs["fast"][name][2]
+        score = {label: evaluate_case_file(name, work / f"segs_{label}", gts) for label in ("exact", "fast")}
+        segs = {}
+        for label in MODES:
+            with np.load(work / f"segs_{label}" / name) as z:
+                segs[label] = z["segs"]
+        agree_auto, agree_fast = (label_agreement(segs["exact"], segs[label]) for label in ("auto", "fast"))
         d_dsc = score["fast"].dsc - score["exact"].dsc
         d_nsd = score["fast"].nsd - score["exact"].nsd
         enc = "int8" if "_int8" in encoder else "std"
-        print(f"{name:40s} {model:12s} {enc:4s} {te:7.2f} {tf:7.2f} {te / tf:5.2f} {score['exact'].dsc:6.4f} "
+        print(f"{name:40s} {enc:4s} {te:7.2f} {ta:7.2f} {tf:7.2f} {te / tf:5.2f} {score['exact'].dsc:6.4f} "
               f"{score['fast'].dsc:6.4f} {d_dsc:+7.4f} {score['exact'].nsd:6.4f} {score['fast'].nsd:6.4f} "
-              f"{d_nsd:+7.4f} {agreement:6.4f}")
-        per_target[target_of(name)].append((te, tf, d_dsc, d_nsd, agreement))
+              f"{d_nsd:+7.4f} {agree_auto:6.4f} {agree_fast:6.4f}")
+        per_target[target_of(name)].append((te, ta, tf, d_dsc, d_nsd, agree_fast))
 
-    print(f"\n{'modality':12s} {'cases':>5s} {'exact s':>8s} {'fast s':>8s} {'x':>5s} {'mean dDSC':>9s} "
-          f"{'mean dNSD':>9s} {'agree':>6s} {'worst':>6s}")
+    print(f"\n{'modality':12s} {'cases':>5s} {'exact s':>8s} {'auto s':>8s} {'fast s':>8s} {'x':>5s} "
+          f"{'mean dDSC':>9s} {'mean dNSD':>9s} {'agree':>6s} {'worst':>6s}")
     for target, rows in sorted(per_target.items()):
-        te, tf, d_dsc, d_nsd, agree = (np.array(c, dtype=float) for c in zip(*rows, strict=True))
-        print(f"{target:12s} {len(rows):5d} {te.sum():8.2f} {tf.sum():8.2f} {te.sum() / tf.sum():5.2f} "
+        te, ta, tf, d_dsc, d_nsd, agree = (np.array(c, dtype=float) for c in zip(*rows, strict=True))
+        print(f"{target:12s} {len(rows):5d} {te.sum():8.2f} {ta.sum():8.2f} {tf.sum():8.2f} {te.sum() / tf.sum():5.2f} "
               f"{np.nanmean(d_dsc):+9.4f} {np.nanmean(d_nsd):+9.4f} {agree.mean():6.4f} {agree.min():6.4f}")
 
     print("\nimage encoder latency, median of 10 (ms)")

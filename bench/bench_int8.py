@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """INT8 image encoder (NNCF post-training quantisation): accuracy against f32, and speed.
 
-Not part of the runtime: on the 2-core AVX2 CPU it was tried on, INT8 gave no speed-up (see the
-closing note of issue 4), so it is a measurement to repeat on CPUs with VNNI/AMX before any
-``--int8`` option is worth adding. Needs NNCF (``pip install -e '.[quant]'``).
+The first INT8 experiment (issue 4: no speed-up on a 2-core AVX2 CPU). The tools now write INT8
+encoders with ``onnx2openvino.py/liteov.py --int8`` (gated, ``daftseg.quantize``) and
+``bench/bench_fast.py`` compares exact and fast mode; this script stays for a quick encoder-only
+comparison on its own calibration set. Needs NNCF (``pip install -e '.[quant]'``).
 
 1. Quantise ``<model>_image_encoder.xml`` of ``--models_dir`` with NNCF (transformer preset,
    SmoothQuant + fast bias correction), calibrated on seeded synthetic cases that are *not* the
