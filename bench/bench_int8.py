@@ -88,21 +88,6 @@ def mean_dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(scores)) if scores else 1.0
 
 
-def encoder_latency(xml: Path) -> float:
-    import openvino as ov
-
-    compiled = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    request = compiled.create_infer_request()
-    x = np.random.default_rng(0).random((1, 3, 256, 256), dtype=np.float32)
-    times = []
-    for i in range(13):
-        t = time.perf_counter()
-        request.infer({"image": x})
-        if i >= 3:
-            times.append(time.perf_counter() - t)
-    return float(np.median(times))
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models_dir", default="openvinomodels", help="OpenVINO IR folder (f32/FP16 weights)")
@@ -147,8 +132,10 @@ def main(argv: list[str] | None = None) -> int:
             dsc = (f"{mean_dice(a, gt):.4f}", f"{mean_dice(b, gt):.4f}")
         print(f"{name:30s} {agreement[-1]:13.4f} {dsc[0]:>8s} {dsc[1]:>8s} {ta:6.2f} {tb:6.2f}")
     print(f"{'mean':30s} {np.mean(agreement):13.4f}")
-    f32_ms = encoder_latency(models / f"{args.model}_image_encoder.xml") * 1000
-    int8_ms = encoder_latency(int8_dir / f"{args.model}_image_encoder.xml") * 1000
+    from bench_fast import encoder_latency  # bench/ is the script's folder, on sys.path
+
+    f32_ms = encoder_latency(models / f"{args.model}_image_encoder.xml", "f32", 0) * 1000
+    int8_ms = encoder_latency(int8_dir / f"{args.model}_image_encoder.xml", "f32", 0) * 1000
     print(f"\nencoder latency (median of 10): f32 {f32_ms:.0f} ms, INT8 {int8_ms:.0f} ms "
           f"({os.cpu_count()} cores)")
     return 0

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daftseg.inference.options import DEFAULT_PRECISION, PRECISIONS
+from daftseg.inference.options import add_precision_arguments
 from daftseg.inference.routing import is_plain_model_name
 from daftseg.io.normalise import MODALITIES_3D, add_intensity_arguments, intensity_from_args
 
@@ -96,12 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run this model (<models_dir>/<MODEL>_image_encoder.xml...) instead of the routed one")
     p.add_argument("-m", "--models_dir", default="openvinomodels", help="OpenVINO IR folder (default %(default)s)")
     p.add_argument("--routing", default=None, help="routing table TOML (default: the package's modalities.toml)")
-    p.add_argument("--precision", choices=PRECISIONS, default=None,
-                   help=f"OpenVINO inference precision (default {DEFAULT_PRECISION}, as the batch script; auto with --fast)")
-    p.add_argument("--fast", action="store_true",
-                   help="fast mode, as PerfectMetaOpenVINO.py --fast: INT8 image encoders where "
-                        "<Name>_image_encoder_int8.xml exists, OpenVINO's best precision for the rest; outputs "
-                        "differ from DAFT's; prints what it uses on this CPU")
+    add_precision_arguments(p)
     p.add_argument("--threads", type=int, default=0, help="OpenVINO inference threads (0: all cores)")
     p.add_argument("--cache_dir", default=None,
                    help="compiled-model cache folder (default: the batch script's, openvinocache; '' disables)")

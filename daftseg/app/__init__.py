@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from daftseg.inference.options import DEFAULT_PRECISION, PRECISIONS
+from daftseg.inference.options import add_precision_arguments
 
 LOCALHOST = "127.0.0.1"
 
@@ -31,12 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None, metavar="ADDRESS",
                    help="listen on ADDRESS instead of 127.0.0.1 (e.g. 0.0.0.0): anyone who reaches it can read "
                         "and write the data folder; the app warns")
-    p.add_argument("--precision", choices=PRECISIONS, default=None,
-                   help=f"OpenVINO inference precision (default {DEFAULT_PRECISION}, as daftseg-segment; auto with --fast)")
-    p.add_argument("--fast", action="store_true",
-                   help="fast mode, as daftseg-segment --fast: INT8 image encoders where "
-                        "<Name>_image_encoder_int8.xml exists, OpenVINO's best precision for the rest; outputs "
-                        "differ from DAFT's; prints what it uses on this CPU at start")
+    add_precision_arguments(p)
     p.add_argument("--threads", type=int, default=0, help="OpenVINO inference threads (0: all cores)")
     p.add_argument("--cache_dir", default=None,
                    help="compiled-model cache folder (default: the batch script's, openvinocache; '' disables)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 
 # 3D slice embeddings (4 MiB each) kept for a later step: a few in memory, the rest in a temporary
@@ -32,6 +33,17 @@ def resolve_precision(precision: str | None, fast: bool) -> str:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     return precision
+
+
+def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--precision`` and ``--fast`` for daftseg-segment and the app, as the batch script has them."""
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help=f"OpenVINO inference precision (default {DEFAULT_PRECISION}, as PerfectMetaOpenVINO.py; "
+                             f"{FAST_PRECISION} with --fast)")
+    parser.add_argument("--fast", action="store_true",
+                        help="fast mode, as PerfectMetaOpenVINO.py --fast: INT8 image encoders where "
+                             "<Name>_image_encoder_int8.xml exists, OpenVINO's best precision for the rest; outputs "
+                             "differ from DAFT's; prints what it uses on this CPU")
 
 
 @dataclass(frozen=True)
