@@ -9,7 +9,7 @@ system's CPU flags; where they cannot be read, the report says so instead of ass
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,8 +52,12 @@ def cpu_info(core, precision: str, flags: frozenset[str] | None) -> CpuInfo:
     return CpuInfo(device, capabilities, precision, found)
 
 
-def fast_mode_report(info: CpuInfo, int8_models: Sequence[str], models_dir: str | Path) -> tuple[str, list[str]]:
-    """(the one line saying what fast mode uses on this CPU, warnings to print with it)."""
+def fast_mode_report(info: CpuInfo, int8_models: Mapping[str, tuple[float, float] | None],
+                     models_dir: str | Path) -> tuple[str, list[str]]:
+    """(the one line saying what fast mode uses on this CPU, warnings to print with it).
+
+    int8_models: model name -> (mean, worst) agreement with f32 recorded by the export's gate, or None.
+    """
     warnings = []
     if info.int8_instructions is None:
         isa = "VNNI/AMX unknown"
@@ -67,7 +71,9 @@ def fast_mode_report(info: CpuInfo, int8_models: Sequence[str], models_dir: str 
     else:
         isa = " and ".join(info.int8_instructions)
     if int8_models:
-        encoders = f"INT8 image encoders ({', '.join(int8_models)}) on {isa}"
+        models = "; ".join(f"{n}: agreement with f32 {a[0]:.3f} mean, {a[1]:.3f} worst" if a else f"{n}: no record"
+                           for n, a in int8_models.items())
+        encoders = f"INT8 image encoders ({models}) on {isa}"
     else:
         encoders = f"standard image encoders ({isa})"
         warnings.append(f"no <Name>_image_encoder_int8.xml in {models_dir}: fast mode runs the standard encoders "

@@ -23,7 +23,7 @@ from daftseg.inference.options import (
     resolve_precision,
 )
 from daftseg.inference.routing import Route, RoutingTable
-from daftseg.inference.sessions import SessionConfig, Sessions, int8_model_names
+from daftseg.inference.sessions import SessionConfig, Sessions, int8_agreement, int8_model_names
 
 log = logging.getLogger("daftseg.inference")
 
@@ -85,7 +85,9 @@ class Segmenter:
         from daftseg.inference.cpu import cpu_info, fast_mode_report, read_cpu_flags
 
         info = cpu_info(self.sessions.core, self.sessions.precision, (cpu_flags or read_cpu_flags)())
-        return fast_mode_report(info, int8_model_names(self.sessions.models_dir), self.sessions.models_dir)
+        folder = self.sessions.models_dir
+        models = {name: int8_agreement(folder, name) for name in int8_model_names(folder)}
+        return fast_mode_report(info, models, folder)
 
     def route(self, name: str, warn: bool = True) -> Route:
         """The model that a file called ``name`` runs with (fallback if its files are absent)."""

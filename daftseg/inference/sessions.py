@@ -9,6 +9,7 @@ Artefacts (DAFT's names, spec §6, §7.1) in ``models_dir``:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -144,6 +145,16 @@ def int8_encoder_file(models_dir: Path, name: str) -> Path:
     """``<Name>_image_encoder_int8.xml``: the INT8 image encoder written by ``--int8`` at export,
     read only in fast mode (``SessionConfig.int8``); its agreement record is the same stem ``.json``."""
     return Path(models_dir) / f"{name}_image_encoder{INT8_SUFFIX}.xml"
+
+
+def int8_agreement(models_dir: str | Path, name: str) -> tuple[float, float] | None:
+    """(mean, worst) agreement with f32 that the export's gate recorded next to ``name``'s INT8
+    encoder (``<Name>_image_encoder_int8.json``); None without a readable record."""
+    try:
+        record = json.loads(int8_encoder_file(Path(models_dir), name).with_suffix(".json").read_text("utf-8"))
+        return float(record["agreement"]["mean"]), float(record["agreement"]["worst"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def int8_model_names(models_dir: str | Path) -> list[str]:
