@@ -78,16 +78,6 @@ def int8_models_dir(models: Path, model: str, work: Path, images: list[np.ndarra
     return out, seconds
 
 
-def mean_dice(a: np.ndarray, b: np.ndarray) -> float:
-    labels = (set(np.unique(a).tolist()) | set(np.unique(b).tolist())) - {0}
-    scores = []
-    for label in sorted(labels):
-        x, y = a == label, b == label
-        total = int(x.sum() + y.sum())
-        scores.append(1.0 if total == 0 else 2.0 * int((x & y).sum()) / total)
-    return float(np.mean(scores)) if scores else 1.0
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models_dir", default="openvinomodels", help="OpenVINO IR folder (f32/FP16 weights)")
@@ -101,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from daftseg.inference import InferenceOptions, Segmenter
     from daftseg.inference.npz_io import read_case
+    from daftseg.quantize.agreement import label_agreement
 
     models, work = Path(args.models_dir), Path(args.work)
     images = calibration_images(args.calibration_per_modality, args.calibration_seed, 512)
@@ -123,13 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     agreement = []
     for name, (a, ta) in runs["f32"].items():
         b, tb = runs["int8"][name]
-        agreement.append(mean_dice(a, b))
+        agreement.append(label_agreement(a, b))
         dsc = ("", "")
         gt_path = Path(args.gts) / name if args.gts else None
         if gt_path and gt_path.is_file():
             with np.load(gt_path) as z:
                 gt = z["gts"]
-            dsc = (f"{mean_dice(a, gt):.4f}", f"{mean_dice(b, gt):.4f}")
+            dsc = (f"{label_agreement(a, gt):.4f}", f"{label_agreement(b, gt):.4f}")
         print(f"{name:30s} {agreement[-1]:13.4f} {dsc[0]:>8s} {dsc[1]:>8s} {ta:6.2f} {tb:6.2f}")
     print(f"{'mean':30s} {np.mean(agreement):13.4f}")
     from bench_fast import encoder_latency  # bench/ is the script's folder, on sys.path

@@ -64,7 +64,6 @@ class Segmenter:
                  threads: int = 0, precision: str | None = None, options: InferenceOptions | None = None,
                  routing: RoutingTable | str | Path | None = None,
                  max_loaded_models: int = DEFAULT_MAX_LOADED_MODELS, fast: bool = False) -> None:
-        self.fast = fast
         self.options = options or InferenceOptions()
         if fast and self.options.decode_batch <= 1 < FAST_DECODE_BATCH:
             self.options = replace(self.options, decode_batch=FAST_DECODE_BATCH)

@@ -157,16 +157,20 @@ def int8_agreement(models_dir: str | Path, name: str) -> tuple[float, float] | N
         return None
 
 
+def ir_complete(xml: Path) -> bool:
+    """True if the IR ``xml`` and its weights (``.bin``) both exist."""
+    return xml.is_file() and xml.with_suffix(".bin").is_file()
+
+
 def int8_model_names(models_dir: str | Path) -> list[str]:
     """Models of ``models_dir`` that have an INT8 image encoder (.xml and .bin)."""
     suffix = f"_image_encoder{INT8_SUFFIX}.xml"
-    return sorted(p.name[: -len(suffix)] for p in Path(models_dir).glob(f"*{suffix}")
-                  if p.with_suffix(".bin").is_file())
+    return sorted(p.name[: -len(suffix)] for p in Path(models_dir).glob(f"*{suffix}") if ir_complete(p))
 
 
 def model_available(models_dir: Path, name: str) -> bool:
     """True if both IR files of ``name`` (and their weights) exist."""
-    return all(p.is_file() and p.with_suffix(".bin").is_file() for p in model_files(models_dir, name))
+    return all(ir_complete(p) for p in model_files(models_dir, name))
 
 
 class _Session:
@@ -352,7 +356,7 @@ class Sessions:
         if not self.config.int8:
             return standard
         int8 = int8_encoder_file(self.models_dir, name)
-        if int8.is_file() and int8.with_suffix(".bin").is_file():
+        if ir_complete(int8):
             return int8
         if name not in self._warned_int8:
             self._warned_int8.add(name)

@@ -18,7 +18,6 @@ NNCF is imported only here, when a model is quantised (``import_nncf`` names the
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -39,6 +38,7 @@ from daftseg.quantize.calibration import (
     folder_set,
     split,
 )
+from daftseg.weights_fetch import sha256_file
 
 Log = Callable[[str], None]
 
@@ -191,14 +191,6 @@ def nncf_arguments(nncf, settings: Int8Settings, n_images: int) -> tuple[dict, o
 def count_quantizers(model) -> int:
     """FakeQuantize nodes of a quantised OpenVINO model (0: NNCF quantised nothing)."""
     return sum(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
