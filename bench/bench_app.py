@@ -61,13 +61,19 @@ def write_scans(folder: Path, images: int, slices: int, seed: int = 3) -> None:
 
 
 class Client:
-    def __init__(self, url: str) -> None:
-        self.url = url
+    """A script's client: the launch's token as a bearer header, JSON bodies as application/json."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url, self.token = url, token
 
     def call(self, method: str, path: str, data: dict | None = None) -> bytes:
+        if data is None and method in ("POST", "PUT"):
+            data = {}
         body = None if data is None else json.dumps(data).encode()
-        req = urllib.request.Request(self.url + path, body, method=method,
-                                     headers={"Content-Type": "application/json"} if body else {})
+        headers = {"Authorization": f"Bearer {self.token}"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        req = urllib.request.Request(self.url + path, body, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=600) as r:
                 return r.read()
@@ -81,14 +87,16 @@ class Client:
 def serve(data: Path, models: Path, precision: str, threads: int):
     import uvicorn
 
-    from daftseg.app.server import AppConfig, create_app
+    from daftseg.app.core import AppConfig
+    from daftseg.app.handlers import create_app
 
     app = create_app(AppConfig(data, models, precision, threads, cache_dir=str(data.parent / "ovcache")))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.05)
-    return server, f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}", app.state.daft
+    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    return server, Client(url, app.state.token), app.state.daft
 
 
 def decoder_alone(core, model: str, repeats: int) -> list[float]:
@@ -130,8 +138,7 @@ def main() -> int:
         "seeded random-weight EfficientViT-SAM l0, real size" if args.models == "random" else "toy IR (tests)")
     data = Path(tempfile.mkdtemp(dir=args.work, prefix="data-"))
     write_scans(data, args.repeats + 1, args.slices)
-    server, url, core = serve(data, models, args.precision, args.threads)
-    c = Client(url)
+    server, c, core = serve(data, models, args.precision, args.threads)
 
     t0 = time.perf_counter()  # compile the models once (the first box of a session pays it)
     warm = c.json("POST", "/api/open", {"path": f"Dermoscopy_{args.repeats}.png", "modality": "Dermoscopy"})

@@ -19,9 +19,13 @@ from starlette.testclient import TestClient
 
 import daftseg.app as app_cli
 from daftseg import segment
-from daftseg.app.server import AppConfig, create_app
+from daftseg.app.core import AppConfig
+from daftseg.app.handlers import create_app
 from daftseg.app.state import CachedModel, Cancelled, EmbeddingCache
 
+TOKEN = "test-token-0123456789"
+BASE = "http://127.0.0.1:8765"
+OCTETS = {"Content-Type": "application/octet-stream"}
 BOX_A = {"coords": [6, 7, 1, 25, 22, 7], "label": 4, "name": "liver", "slice": 4}
 BOX_B = {"coords": [18, 14, 2, 42, 36, 9], "label": 9, "name": "kidney", "slice": 5}  # overlaps A
 
@@ -33,7 +37,8 @@ def data(tmp_path):
 
 @pytest.fixture
 def client(data, toy_models_dir):  # noqa: F811
-    return TestClient(create_app(AppConfig(data, toy_models_dir, cache_dir="", max_upload_bytes=64 << 10)))
+    app = create_app(AppConfig(data, toy_models_dir, cache_dir="", max_upload_bytes=64 << 10, token=TOKEN))
+    return TestClient(app, base_url=BASE, headers={"Authorization": f"Bearer {TOKEN}"})
 
 
 def _open(client, path, **kw):
@@ -178,21 +183,21 @@ def test_save_outside_the_data_folder_is_refused(client, data, tmp_path):
 
 
 def test_upload_cap_names_and_success(client, data):
-    r = client.post("/api/upload?name=big.png", content=b"\0" * (65 << 10))
+    r = client.post("/api/upload?name=big.png", content=b"\0" * (65 << 10), headers=OCTETS)
     assert r.status_code == 413 and "too large" in r.json()["error"]
 
     def chunks():  # no Content-Length: the cap applies while streaming
         for _ in range(70):
             yield b"\0" * 1024
 
-    r = client.post("/api/upload?name=big.png", content=chunks())
+    r = client.post("/api/upload?name=big.png", content=chunks(), headers=OCTETS)
     assert r.status_code == 413
     assert not (data / "uploads").exists() or not list((data / "uploads").iterdir())
     for bad in ("../evil.png", "a/b.png", ".hidden.png", "x.exe", ""):
-        assert client.post(f"/api/upload?name={bad}", content=b"x").status_code == 403, bad
+        assert client.post(f"/api/upload?name={bad}", content=b"x", headers=OCTETS).status_code == 403, bad
     png = (data / "photo.png").read_bytes()
-    first = client.post("/api/upload?name=mine.png", content=png).json()
-    second = client.post("/api/upload?name=mine.png", content=png).json()
+    first = client.post("/api/upload?name=mine.png", content=png, headers=OCTETS).json()
+    second = client.post("/api/upload?name=mine.png", content=png, headers=OCTETS).json()
     assert (first["path"], second["path"]) == ("uploads/mine.png", "uploads/mine-1.png")  # never overwritten
     opened = _open(client, "uploads/mine.png")
     assert opened["shape"] == [60, 80] and opened["rgb"]
@@ -225,11 +230,12 @@ def test_bad_requests_are_refused_with_a_reason(client):
         r = client.post(f"/api/scans/{sid}/boxes", json={"box": box})
         assert r.status_code == 400 and why in r.json()["error"], (box, r.text)
     assert client.get(f"/api/scans/{sid}/state").json()["boxes"] == []
-    assert client.post(f"/api/scans/{sid}/boxes", content=b"{not json").status_code == 400
+    assert client.post(f"/api/scans/{sid}/boxes", content=b"{not json",
+                       headers={"Content-Type": "application/json"}).status_code == 400
     assert client.get(f"/api/scans/{sid}/slice?z=10").status_code == 400
     assert client.get(f"/api/scans/{sid}/overlay?z=-1").status_code == 400
     assert client.get("/api/scans/s999/state").status_code == 400
-    assert client.post(f"/api/scans/{sid}/undo").status_code == 400
+    assert client.post(f"/api/scans/{sid}/undo", json={}).status_code == 400
     assert client.post(f"/api/scans/{sid}/propagate", json={"box_id": 7}).status_code == 400
     assert client.post(f"/api/scans/{sid}/settings", json={"model": "../CT"}).status_code == 400
     assert client.post(f"/api/scans/{sid}/settings", json={"model": "nosuch"}).status_code == 400
@@ -253,7 +259,7 @@ def test_move_resize_delete_and_undo(client):
     assert coords() == [[16, 11, 30, 30]]
     for expected in ([[16, 11, 30, 30], [50, 20, 70, 50]], [[16, 11, 46, 41], [50, 20, 70, 50]],
                      [[15, 10, 45, 40], [50, 20, 70, 50]], [[15, 10, 45, 40]], []):
-        assert client.post(f"/api/scans/{sid}/undo").status_code == 200
+        assert client.post(f"/api/scans/{sid}/undo", json={}).status_code == 200
         assert coords() == expected
 
 
@@ -303,7 +309,7 @@ def test_cancel_stops_a_propagation_and_stores_nothing(client):
         scan.propagate(scan.boxes[0], core.model_for(scan, stop))
     assert scan.mask_3d(scan.boxes[0]) is None
     client.post(f"/api/scans/{sid}/propagate", json={"box_id": 1})
-    assert client.post(f"/api/scans/{sid}/cancel").json()["box_id"] == 1
+    assert client.post(f"/api/scans/{sid}/cancel", json={}).json()["box_id"] == 1
     assert scan.job.cancel.is_set() and wait_job(client, sid)["state"] in ("cancelled", "done")
 
 
@@ -356,7 +362,7 @@ def test_the_app_imports_no_torch_and_answers_help_as_a_module():
     import subprocess
     import sys
 
-    code = "import sys, daftseg.app.server; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, daftseg.app.handlers; assert 'torch' not in sys.modules, 'torch imported'"
     res = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     res = subprocess.run([sys.executable, "-m", "daftseg.app", "--help"], check=False, capture_output=True, text=True)

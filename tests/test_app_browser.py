@@ -34,14 +34,16 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the de
 uvicorn = pytest.importorskip("uvicorn", reason="the app extra (uvicorn) is not installed")
 
 from daftseg import segment
-from daftseg.app.server import AppConfig, create_app
+from daftseg.app.cli import link
+from daftseg.app.core import AppConfig
+from daftseg.app.handlers import create_app
 
 
 @pytest.fixture
 def served(tmp_path, toy_models_dir):  # noqa: F811
     """The app on a free port of 127.0.0.1, in a thread; yields (url, data folder)."""
     data = write_data(tmp_path / "data")
-    app = create_app(AppConfig(data, toy_models_dir, cache_dir=""))
+    app = create_app(AppConfig(data, toy_models_dir, cache_dir=""))  # a random token, as a user's launch
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -50,7 +52,7 @@ def served(tmp_path, toy_models_dir):  # noqa: F811
         assert time.monotonic() - t0 < 20, "the app did not start"
         time.sleep(0.05)
     port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}/", data
+    yield link("127.0.0.1", port, app.state.token), data
     server.should_exit = True
     thread.join(10)
 

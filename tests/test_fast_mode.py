@@ -199,8 +199,8 @@ def test_segment_and_app_take_fast(models, tmp_path, monkeypatch, capsys) -> Non
     assert "fast mode on this CPU" in out and "INT8 image encoders (XRay: no record) on AVX512-VNNI" in out
 
     pytest.importorskip("starlette", reason="the app extra (starlette) is not installed")
-    import daftseg.app as app_cli
-    from daftseg.app.server import App
+    import daftseg.app.cli as app_cli
+    from daftseg.app.core import App
 
     config = app_cli.make_config(app_cli.build_parser().parse_args(
         ["--data", str(tmp_path), "-m", str(models), "--fast", "--no_browser"]))

@@ -12,6 +12,7 @@ SCAN_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".dcm", ".npz", ".png", ".jp
                 ".bmp")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,200}$")
 MAX_LISTED = 2000
+STATIC = Path(__file__).parent / "static"  # the page, shipped in the package
 
 
 class PathRefused(ValueError):

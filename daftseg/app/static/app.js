@@ -8,13 +8,18 @@
     view: { s: 1, ox: 0, oy: 0 }, win: null, selected: null, drag: null, job: null, propagated: [],
   };
   window.daftApp = S; // the browser test reads the view transform from here
+  // the link's token has set the cookie: keep it out of the address bar, history and screenshots
+  if (new URLSearchParams(location.search).has("token")) history.replaceState(null, "", location.pathname);
 
   function message(text, kind) { const m = $("message"); m.textContent = text || ""; m.className = kind || ""; }
 
   async function api(method, url, data, raw) {
-    const opts = { method, headers: {} };
-    if (data !== undefined && !raw) { opts.body = JSON.stringify(data); opts.headers["Content-Type"] = "application/json"; }
-    if (raw) opts.body = data;
+    // the server takes JSON bodies as application/json and uploads as octet-stream only (guard.py)
+    const opts = { method, headers: {}, credentials: "same-origin" };
+    if (raw) { opts.body = data; opts.headers["Content-Type"] = "application/octet-stream"; }
+    else if (method !== "GET" && method !== "DELETE") {
+      opts.body = JSON.stringify(data === undefined ? {} : data); opts.headers["Content-Type"] = "application/json";
+    }
     const r = await fetch(url, opts);
     if (!r.ok) {
       let err = { error: r.status + " " + r.statusText };
