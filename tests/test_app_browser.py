@@ -12,110 +12,24 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
-import time
-from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 import SimpleITK as sitk
-from app_support import write_data
+from browser_support import drag, open_scan, page, pixel, reference, screen, served  # noqa: F401 - fixtures
 from ov_toy_models import toy_models_dir  # noqa: F401 - pytest fixture
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-if not Path(CHROMIUM).is_file():
-    pytest.skip("Debian's chromium is not installed (apt-get install -y chromium; .ci/run does it)",
-                allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the dev extra) is not installed")
-uvicorn = pytest.importorskip("uvicorn", reason="the app extra (uvicorn) is not installed")
-
-from daftseg import segment
-from daftseg.app.cli import link
-from daftseg.app.core import AppConfig
-from daftseg.app.handlers import create_app
-
-
-@pytest.fixture
-def served(tmp_path, toy_models_dir):  # noqa: F811
-    """The app on a free port of 127.0.0.1, in a thread; yields (url, data folder)."""
-    data = write_data(tmp_path / "data")
-    app = create_app(AppConfig(data, toy_models_dir, cache_dir=""))  # a random token, as a user's launch
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    t0 = time.monotonic()
-    while not server.started:
-        assert time.monotonic() - t0 < 20, "the app did not start"
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield link("127.0.0.1", port, app.state.token), data
-    server.should_exit = True
-    thread.join(10)
-
-
-@pytest.fixture
-def page(served):
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        pg = browser.new_page(viewport={"width": 1200, "height": 760})
-        errors: list[str] = []
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.goto(served[0])
-        yield pg
-        browser.close()
-        assert not errors, errors
-
-
-def _screen(page, x: float, y: float) -> tuple[float, float]:
-    """Page coordinates of image point (x, y) (voxel centres are at +0.5)."""
-    sx, sy = page.evaluate("([x, y]) => daftApp.toScreen(x, y)", [x, y])
-    box = page.locator("#canvas").bounding_box()
-    return box["x"] + sx, box["y"] + sy
-
-
-def _drag(page, x0: int, y0: int, x1: int, y1: int) -> None:
-    page.mouse.move(*_screen(page, x0 + 0.5, y0 + 0.5))
-    page.mouse.down()
-    page.mouse.move(*_screen(page, x1 + 0.5, y1 + 0.5), steps=8)
-    page.mouse.up()
-
-
-def _pixel(page, x: int, y: int) -> list[int]:
-    sx, sy = page.evaluate("([x, y]) => daftApp.toScreen(x, y)", [x + 0.5, y + 0.5])
-    return page.evaluate("([x, y]) => Array.from(document.getElementById('canvas').getContext('2d')"
-                         ".getImageData(Math.floor(x), Math.floor(y), 1, 1).data)", [sx, sy])
-
-
-def _open(page, path: str, modality: str = "") -> None:
-    page.wait_for_function("document.querySelectorAll('#file-select option').length > 0")
-    page.select_option("#file-select", path)
-    page.select_option("#modality", modality)
-    page.click("#open-btn")
-    page.wait_for_function("daftApp.scan && daftApp.overlay", timeout=20000)
-
-
-def _reference(data: Path, tmp: Path, scan: str, boxes: list[dict], modality: str, models: Path, out: str) -> Path:
-    (tmp / "boxes.json").write_text(json.dumps(boxes))
-    ref = tmp / out
-    assert segment.main(["--image", str(data / scan), "--boxes", str(tmp / "boxes.json"), "--modality", modality,
-                         "-m", str(models), "-o", str(ref), "--precision", "f32", "--cache_dir", ""]) == 0
-    return ref
 
 
 def test_3d_draw_propagate_save_in_a_browser(page, served, tmp_path, toy_models_dir):  # noqa: F811
     data = served[1]
-    _open(page, "ct.nii.gz")
+    open_scan(page, "ct.nii.gz")
     assert page.evaluate("daftApp.z") == 5
-    page.mouse.move(*_screen(page, 40, 5))
+    page.mouse.move(*screen(page, 40, 5))
     page.mouse.wheel(0, -120)  # one slice down
     page.wait_for_function("daftApp.z === 4 && daftApp.overlayZ === 4")
     page.fill("#new-label", "4")
     page.fill("#new-name", "liver")
-    _drag(page, 6, 7, 25, 22)
+    drag(page, 6, 7, 25, 22)
     page.wait_for_function("daftApp.boxes.length === 1 && daftApp.overlay.data.some(v => v > 0)")
     assert page.evaluate("daftApp.boxes[0].coords") == [6, 7, 2, 25, 22, 6]  # drawn slice +-2
     page.fill(".box .zmin", "1")
@@ -138,15 +52,15 @@ def test_3d_draw_propagate_save_in_a_browser(page, served, tmp_path, toy_models_
     # the overlay on the canvas: tinted red where the mask is, grey elsewhere, on this and another slice
     for z in (4, 2):
         if z != page.evaluate("daftApp.z"):
-            page.mouse.move(*_screen(page, 40, 5))
+            page.mouse.move(*screen(page, 40, 5))
             for _ in range(page.evaluate("daftApp.z") - z):  # one wheel step, one slice
                 page.mouse.wheel(0, -120)
                 page.wait_for_timeout(50)
             page.wait_for_function(f"daftApp.z === {z} && daftApp.overlayZ === {z}")
             page.wait_for_timeout(100)
         ys, xs = np.nonzero(labels[z])
-        inside = _pixel(page, int(xs[len(xs) // 2]), int(ys[len(ys) // 2]))
-        outside = _pixel(page, 45, 2)
+        inside = pixel(page, int(xs[len(xs) // 2]), int(ys[len(ys) // 2]))
+        outside = pixel(page, 45, 2)
         assert inside[0] - inside[1] > 60 and outside[0] == outside[1] == outside[2], (z, inside, outside)
     shot = tmp_path / "app.png"
     page.screenshot(path=str(shot))
@@ -160,7 +74,7 @@ def test_3d_draw_propagate_save_in_a_browser(page, served, tmp_path, toy_models_
     page.wait_for_function("document.getElementById('message').textContent.startsWith('saved')", timeout=30000)
     assert asked and "already exist" in asked[0]
 
-    ref = _reference(data, tmp_path, "ct.nii.gz", [{"box": [6, 7, 1, 25, 22, 7], "label": 4, "name": "liver"}],
+    ref = reference(data, tmp_path, "ct.nii.gz", [{"box": [6, 7, 1, 25, 22, 7], "label": 4, "name": "liver"}],
                      "CT", toy_models_dir, "ref.nii.gz")
     assert np.array_equal(labels, sitk.GetArrayFromImage(sitk.ReadImage(str(ref))))
     scan = sitk.ReadImage(str(data / "ct.nii.gz"))
@@ -179,24 +93,24 @@ def test_2d_png_draw_and_save_in_a_browser(page, served, tmp_path, toy_models_di
     page.click("#open-btn")
     page.wait_for_function("document.getElementById('message').className === 'error'")
     assert "broken.png" in page.inner_text("#message")
-    _open(page, "photo.png", "Dermoscopy")
+    open_scan(page, "photo.png", "Dermoscopy")
     page.fill("#new-label", "3")
-    _drag(page, 15, 10, 45, 40)
+    drag(page, 15, 10, 45, 40)
     page.wait_for_function("daftApp.boxes.length === 1 && daftApp.overlay.data.some(v => v > 0)")
-    _drag(page, 62, 50, 35, 25)  # dragged up-left: the same box as from (35, 25) to (62, 50)
+    drag(page, 62, 50, 35, 25)  # dragged up-left: the same box as from (35, 25) to (62, 50)
     page.wait_for_function("daftApp.boxes.length === 2 && daftApp.overlay.data.some(v => v === 2)")
 
     def coords(k: int, expected: list[int]) -> None:
         want = json.dumps(expected, separators=(",", ":"))
         page.wait_for_function(f"JSON.stringify(daftApp.boxes[{k}].coords) === '{want}'", timeout=10000)
 
-    _drag(page, 50, 40, 53, 42)  # move box 2 (on top where the boxes overlap) by (+3, +2)
+    drag(page, 50, 40, 53, 42)  # move box 2 (on top where the boxes overlap) by (+3, +2)
     coords(1, [38, 27, 65, 52])
     page.keyboard.press("Control+z")
     coords(1, [35, 25, 62, 50])
-    page.mouse.move(*_screen(page, 63, 51))  # box 2's bottom-right handle: resize
+    page.mouse.move(*screen(page, 63, 51))  # box 2's bottom-right handle: resize
     page.mouse.down()
-    page.mouse.move(*_screen(page, 66.5, 53.5), steps=5)
+    page.mouse.move(*screen(page, 66.5, 53.5), steps=5)
     page.mouse.up()
     coords(1, [35, 25, 66, 53])
     page.keyboard.press("Control+z")
@@ -209,13 +123,13 @@ def test_2d_png_draw_and_save_in_a_browser(page, served, tmp_path, toy_models_di
     page.click("#save-btn")  # the default output name: photo_seg.png
     page.wait_for_function("document.getElementById('message').textContent.startsWith('saved')", timeout=30000)
     got = cv2.imread(str(data / "photo_seg.png"), cv2.IMREAD_UNCHANGED)
-    ref = _reference(data, tmp_path, "photo.png", [{"box": [15, 10, 45, 40], "label": 3},
+    ref = reference(data, tmp_path, "photo.png", [{"box": [15, 10, 45, 40], "label": 3},
                                                   {"box": [35, 25, 62, 50], "label": 4}],
                      "Dermoscopy", toy_models_dir, "ref.png")
     assert np.array_equal(got, cv2.imread(str(ref), cv2.IMREAD_UNCHANGED)) and set(np.unique(got)) == {0, 3, 4}
     ys, xs = np.nonzero(got == 4)
-    pixel = _pixel(page, int(xs[len(xs) // 2]), int(ys[len(ys) // 2]))
-    assert pixel[1] > 150 and pixel[0] < pixel[1]  # the second box's green tint (#30c030) over the image
+    tint = pixel(page, int(xs[len(xs) // 2]), int(ys[len(ys) // 2]))
+    assert tint[1] > 150 and tint[0] < tint[1]  # the second box's green tint (#30c030) over the image
 
     page.set_input_files("#upload", str(data / "photo.png"))  # upload: stored under uploads/, then opened
     page.wait_for_function("document.getElementById('message').textContent === 'opened uploads/photo.png'")

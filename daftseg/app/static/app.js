@@ -41,19 +41,36 @@
   // ---- start: files, modalities, models ----
   async function init() {
     S.info = await json("GET", "/api/info");
-    const files = (await json("GET", "/api/files")).files;
-    const fs = $("file-select"); fs.innerHTML = "";
-    for (const f of files) fs.add(new Option(f.path + (f.kind === "dicom" ? "/ (DICOM)" : ""), f.path));
     const ms = $("modality"); ms.innerHTML = "";
     ms.add(new Option("(from the file name)", ""));
     for (const m of [...S.info.modalities_3d, ...S.info.modalities_2d]) ms.add(new Option(m, m));
     const ws = $("window"); ws.innerHTML = "";
     ws.add(new Option("full range", "range"));
     for (const [k, v] of Object.entries(S.info.windows)) ws.add(new Option(`${k} (${v[0]}/${v[1]})`, k));
+    const files = await refreshFiles();
     if (!files.length) message("No scans under the data folder; upload one.", "");
+  }
+  // only the file list: the user's choices in the other lists stay as they are
+  async function refreshFiles() {
+    const files = (await json("GET", "/api/files")).files;
+    const fs = $("file-select"), keep = fs.value; fs.innerHTML = "";
+    for (const f of files) fs.add(new Option(f.path + (f.kind === "dicom" ? "/ (DICOM)" : ""), f.path));
+    if (keep) fs.value = keep;
+    return files;
+  }
+
+  // The controls describe what is on screen: after a failed open they go back to the shown scan.
+  function syncControls() {
+    if (!S.scan) return;
+    $("file-select").value = S.scan.path;
+    $("modality").value = S.scan.modality || "";
+    $("window").value = S.winKey || "range";
   }
 
   async function openPath(path, modality) {
+    try { await openScan(path, modality); } catch (e) { syncControls(); throw e; }
+  }
+  async function openScan(path, modality) {
     message("opening " + path + " ...");
     const model = S.scan && S.scan.path === path ? $("model").value : "";
     const r = await json("POST", "/api/open", { path, modality: modality || null, model: model || null });
@@ -65,7 +82,8 @@
     ms.add(new Option(`routed: ${r.route.model} (${r.route.name})`, ""));
     for (const m of S.info.models) ms.add(new Option(m, m));
     ms.value = r.model === r.route.model ? "" : r.model;
-    if (r.modality) $("modality").value = r.modality;
+    $("file-select").value = path;
+    $("modality").value = r.modality || "";
     const ws = $("window");
     ws.value = r.rgb ? "range" : (r.modality === "CT" && r.is_3d ? "abdomen" : "range");
     setWindow();
@@ -81,6 +99,7 @@
   function setWindow() {
     const v = $("window").value;
     if (!S.scan) return;
+    S.winKey = v;
     if (v === "range" || !S.info.windows[v]) S.win = { lo: S.scan.range[0], hi: S.scan.range[1] };
     else { const [l, w] = S.info.windows[v]; S.win = { lo: l - w / 2, hi: l + w / 2 }; }
     draw();
@@ -202,8 +221,9 @@
   canvas.addEventListener("mousedown", (e) => {
     if (!S.scan) return;
     const [px, py] = pos(e);
-    if (e.button !== 0 || e.shiftKey) { S.drag = { mode: "pan", px, py, ox: S.view.ox, oy: S.view.oy }; return; }
-    const [vx, vy] = voxel(e), h = hit(e);
+    if (e.button !== 0) { S.drag = { mode: "pan", px, py, ox: S.view.ox, oy: S.view.oy }; return; }
+    // Shift: a new box wherever the drag starts (an organ's box often starts inside another's)
+    const [vx, vy] = voxel(e), h = e.shiftKey ? null : hit(e);
     if (h) {
       S.selected = h.b.id; renderBoxes();
       S.drag = { mode: h.mode, id: h.b.id, vx, vy, orig: h.b.coords.slice() };
@@ -376,9 +396,11 @@
     const f = e.target.files[0];
     if (!f) return;
     if (f.size > S.info.max_upload_bytes) throw new Error(`${f.name} is larger than the upload limit (${S.info.max_upload_bytes} bytes)`);
+    const modality = $("modality").value; // chosen before the upload: it applies to the uploaded scan
     message("uploading " + f.name + " ...");
     const r = await (await api("POST", "/api/upload?name=" + encodeURIComponent(f.name), f, true)).json();
-    await init(); $("file-select").value = r.path; await openPath(r.path, $("modality").value);
+    e.target.value = "";
+    await refreshFiles(); await openPath(r.path, modality);
   }));
   window.addEventListener("keydown", guard(async (e) => {
     if (e.target.tagName === "INPUT" || !S.scan) return;
