@@ -1,4 +1,4 @@
-"""The three training scripts with the real models, a step each, chained as in the README:
+"""The three training scripts with the real models, a step each, chained as in docs/training.md:
 distill -> modelmerge -> general fine-tuning -> extract_evit -> 3D DAFT -> extract_evit.
 """
 
