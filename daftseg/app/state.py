@@ -24,6 +24,7 @@ import numpy as np
 
 from daftseg.geometry import postprocess_logits, preprocess_image, scale_box_to_256
 from daftseg.inference.options import InferenceOptions
+from daftseg.io.orientation import slice_view
 
 MAX_UNDO = 200
 MAX_MASK_BYTES = 512 << 20  # masks kept per scan (bool, 1 byte a voxel); beyond it the oldest are dropped
@@ -159,7 +160,7 @@ class ScanState:
         return {"id": self.id, "path": self.relative, "ndim": g.ndim, "is_3d": self.is_3d, "rgb": self.rgb,
                 "shape": list(g.array_shape), "size": list(g.size), "spacing": list(g.spacing),
                 "format": g.source_format, "modality": self.modality, "model": self.model, "route": self.route,
-                "range": list(self.range)}
+                "range": list(self.range), "view": slice_view(g).to_dict()}
 
     def snapshot(self) -> dict:
         with self.lock:

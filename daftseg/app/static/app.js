@@ -5,7 +5,7 @@
   const canvas = $("canvas"), ctx = canvas.getContext("2d");
   const S = {
     info: null, scan: null, boxes: [], z: 0, slices: new Map(), overlay: null, overlayZ: -1,
-    view: { s: 1, ox: 0, oy: 0 }, win: null, selected: null, drag: null, job: null, propagated: [],
+    view: { s: 1, ox: 0, oy: 0 }, win: null, opening: 0, selected: null, drag: null, job: null, propagated: [],
   };
   window.daftApp = S; // the browser test reads the view transform from here
   // the link's token has set the cookie: keep it out of the address bar, history and screenshots
@@ -72,8 +72,10 @@
   }
   async function openScan(path, modality) {
     message("opening " + path + " ...");
+    const seq = ++S.opening; // two opens in flight (a modality change, then Open): the last asked wins
     const model = S.scan && S.scan.path === path ? $("model").value : "";
     const r = await json("POST", "/api/open", { path, modality: modality || null, model: model || null });
+    if (seq !== S.opening) return;
     S.scan = r; S.boxes = r.boxes; S.propagated = r.propagated || []; S.slices.clear(); S.overlay = null;
     S.selected = null; S.overlayZ = -1;
     S.z = r.is_3d ? Math.floor(r.shape[0] / 2) : 0;
@@ -92,7 +94,8 @@
       r.format === "mha" ? ".mha" : (path.endsWith(".nii") ? ".nii" : ".nii.gz");
     $("output").value = stem + "_seg" + ext;
     $("scan-info").textContent = `${r.format} ${r.shape.join("x")} (${r.is_3d ? "D,H,W" : "H,W"}), ` +
-      `modality ${r.modality || "-"}, spacing ${r.spacing.map((v) => +v.toFixed(3)).join(", ")} mm`;
+      `modality ${r.modality || "-"}, spacing ${r.spacing.map((v) => +v.toFixed(3)).join(", ")} mm` +
+      (r.view && r.view.plane !== "as stored" ? `, ${r.view.edges ? r.view.plane + " view" : "shown " + r.view.plane}` : "");
     fit(); renderBoxes(); await loadSlice(); message("opened " + path, "ok");
   }
 
@@ -128,16 +131,47 @@
   function hexRGB(h) { return [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16)); }
   const off = document.createElement("canvas"), offCtx = off.getContext("2d");
 
+  // ---- orientation: the stored slice -> the screen (transpose, then mirror; io/orientation.py) ----
+  // Voxel coordinates (x = column, y = row; continuous, voxel centres at +0.5) are what boxes, the
+  // cursor and the server use; display coordinates are the picture as shown.
+  function orient() { return S.scan.view || { transpose: false, flip_x: false, flip_y: false }; }
+  function dims() { // [display width, display height]
+    const [h, w] = S.scan.shape.slice(-2);
+    return orient().transpose ? [h, w] : [w, h];
+  }
+  function voxToDisp(x, y) {
+    const o = orient(), [dw, dh] = dims();
+    const [a, b] = o.transpose ? [y, x] : [x, y];
+    return [o.flip_x ? dw - a : a, o.flip_y ? dh - b : b];
+  }
+  function dispToVox(u, v) {
+    const o = orient(), [dw, dh] = dims();
+    const a = o.flip_x ? dw - u : u, b = o.flip_y ? dh - v : v;
+    return o.transpose ? [b, a] : [a, b];
+  }
+  // display pixel -> index of the stored pixel shown there (once per scan)
+  function pixelMap() {
+    if (S.pixmap && S.pixmapFor === S.scan.id) return S.pixmap;
+    const [dw, dh] = dims(), w = S.scan.shape[S.scan.shape.length - 1], map = new Int32Array(dw * dh);
+    for (let v = 0; v < dh; v++) for (let u = 0; u < dw; u++) {
+      const [x, y] = dispToVox(u + 0.5, v + 0.5);
+      map[v * dw + u] = Math.floor(y) * w + Math.floor(x);
+    }
+    S.pixmap = map; S.pixmapFor = S.scan.id;
+    return map;
+  }
+
   function composite() {
     const sl = S.slices.get(S.scan.id + ":" + S.z);
     if (!sl) return false;
-    const [h, w] = sl.shape, c = sl.shape[2] || 1;
-    if (off.width !== w || off.height !== h) { off.width = w; off.height = h; }
-    const img = offCtx.createImageData(w, h), px = img.data, d = sl.data;
+    const c = sl.shape[2] || 1, [dw, dh] = dims(), map = pixelMap();
+    if (off.width !== dw || off.height !== dh) { off.width = dw; off.height = dh; }
+    const img = offCtx.createImageData(dw, dh), px = img.data, d = sl.data;
     const lo = S.win.lo, span = Math.max(1e-6, S.win.hi - S.win.lo);
     const colours = S.boxes.map((b) => hexRGB(b.colour));
     const ov = S.overlay && S.overlayZ === S.z ? S.overlay.data : null;
-    for (let i = 0, n = w * h; i < n; i++) {
+    for (let q = 0, n = dw * dh; q < n; q++) {
+      const i = map[q];
       let r, g, b;
       if (c === 3) { r = d[3 * i]; g = d[3 * i + 1]; b = d[3 * i + 2]; }
       else { r = g = b = Math.max(0, Math.min(255, ((d[i] - lo) / span) * 255)); }
@@ -146,7 +180,7 @@
         const col = colours[k - 1];
         r = 0.55 * r + 0.45 * col[0]; g = 0.55 * g + 0.45 * col[1]; b = 0.55 * b + 0.45 * col[2];
       }
-      px[4 * i] = r; px[4 * i + 1] = g; px[4 * i + 2] = b; px[4 * i + 3] = 255;
+      px[4 * q] = r; px[4 * q + 1] = g; px[4 * q + 2] = b; px[4 * q + 3] = 255;
     }
     offCtx.putImageData(img, 0, 0);
     return true;
@@ -172,24 +206,40 @@
     const shown = S.drag && S.drag.mode === "new" ? [...boxesOnSlice(), S.drag.box] : boxesOnSlice();
     for (const b of shown) {
       const [x0, y0, x1, y1] = xy(b);
-      const [sx, sy] = toScreen(x0, y0), [ex, ey] = toScreen(x1 + 1, y1 + 1);
+      const [ax, ay] = toScreen(x0, y0), [hx, hy] = toScreen(x1 + 1, y1 + 1); // hx, hy: the resize handle
       ctx.strokeStyle = b.colour; ctx.lineWidth = b.id === S.selected ? 2.5 : 1.5;
       ctx.setLineDash(S.scan.is_3d && b.slice !== S.z ? [5, 4] : []);
-      ctx.strokeRect(sx, sy, ex - sx, ey - sy);
-      if (b.id === S.selected) { ctx.fillStyle = b.colour; ctx.fillRect(ex - 4, ey - 4, 8, 8); }
+      ctx.strokeRect(Math.min(ax, hx), Math.min(ay, hy), Math.abs(hx - ax), Math.abs(hy - ay));
+      if (b.id === S.selected) { ctx.fillStyle = b.colour; ctx.fillRect(hx - 4, hy - 4, 8, 8); }
     }
     ctx.setLineDash([]);
+    drawOrientation();
     $("slice-text").textContent = S.scan.is_3d ? `slice ${S.z} / ${S.scan.shape[0] - 1}` : "2D";
   }
 
-  // ---- view transform ----
-  function toScreen(x, y) { return [x * S.view.s + S.view.ox, y * S.view.s + S.view.oy]; }
-  function toImage(sx, sy) { return [(sx - S.view.ox) / S.view.s, (sy - S.view.oy) / S.view.s]; }
+  // the orientation letters at the canvas edges, or why there are none
+  function drawOrientation() {
+    const o = orient(), W = canvas.width, H = canvas.height;
+    ctx.font = "bold 14px system-ui, sans-serif"; ctx.fillStyle = "#ffd54a"; ctx.textBaseline = "middle";
+    if (o.edges) {
+      ctx.textAlign = "left"; ctx.fillText(o.edges.left, 6, H / 2);
+      ctx.textAlign = "right"; ctx.fillText(o.edges.right, W - 6, H / 2);
+      ctx.textAlign = "center"; ctx.fillText(o.edges.top, W / 2, 12); ctx.fillText(o.edges.bottom, W / 2, H - 12);
+    } else if (o.plane === "as stored (oblique)") {
+      ctx.textAlign = "left"; ctx.fillText("shown as stored (oblique)", 6, 12);
+    }
+    ctx.textAlign = "start"; ctx.textBaseline = "alphabetic";
+  }
+
+  // ---- view transform: display -> screen (zoom, pan) ----
+  function toScreen(x, y) { const [u, v] = voxToDisp(x, y); return [u * S.view.s + S.view.ox, v * S.view.s + S.view.oy]; }
+  function screenToDisp(sx, sy) { return [(sx - S.view.ox) / S.view.s, (sy - S.view.oy) / S.view.s]; }
+  function toImage(sx, sy) { return dispToVox(...screenToDisp(sx, sy)); }
   S.toScreen = toScreen;
   function fit() {
     if (!S.scan) return;
     const rect = canvas.getBoundingClientRect();
-    const [h, w] = S.scan.shape.slice(-2);
+    const [w, h] = dims();
     const s = Math.min(rect.width / w, rect.height / h) * 0.95;
     S.view = { s, ox: (rect.width - w * s) / 2, oy: (rect.height - h * s) / 2 };
     draw();
@@ -197,8 +247,8 @@
   function zoom(f, cx, cy) {
     const rect = canvas.getBoundingClientRect();
     cx = cx ?? rect.width / 2; cy = cy ?? rect.height / 2;
-    const [ix, iy] = toImage(cx, cy);
-    S.view.s *= f; S.view.ox = cx - ix * S.view.s; S.view.oy = cy - iy * S.view.s; draw();
+    const [u, v] = screenToDisp(cx, cy);
+    S.view.s *= f; S.view.ox = cx - u * S.view.s; S.view.oy = cy - v * S.view.s; draw();
   }
 
   // ---- mouse: draw, move, resize, pan ----
@@ -376,7 +426,8 @@
   // ---- controls ----
   $("open-btn").addEventListener("click", guard(() => openPath($("file-select").value, $("modality").value)));
   $("modality").addEventListener("change", guard(async () => {
-    if (S.scan && (!S.boxes.length || window.confirm("Reopen the scan with this modality? Boxes are kept only in saved files.")))
+    // another file chosen in the list: the modality is for its Open, the shown scan stays
+    if (S.scan && $("file-select").value === S.scan.path && (!S.boxes.length || window.confirm("Reopen the scan with this modality? Boxes are kept only in saved files.")))
       await openPath(S.scan.path, $("modality").value);
   }));
   $("model").addEventListener("change", guard(async () => {
