@@ -384,3 +384,106 @@ def test_model_input_is_read_scans_and_a_dicom_series_keeps_its_modality(client,
     ct = _open(client, "ct.nii.gz")
     assert np.array_equal(core.scan(ct["id"]).image, read_scan(data / "ct.nii.gz", modality="CT")[0])
     assert _open(client, "ct.nii.gz", modality="MR")["model"] == "3D"  # chosen in the page
+
+
+def test_prefetch_order_is_nearest_to_the_drawn_slice_first():
+    from daftseg.app.prefetch import prefetch_order
+
+    assert prefetch_order(1, 7, 4, 32) == [4, 3, 5, 2, 6, 1]
+    assert prefetch_order(1, 7, 4, 3) == [4, 3, 5]
+    assert prefetch_order(0, 3, 9, 32) == [2, 1, 0]  # a drawn slice outside the range (edited later)
+    assert prefetch_order(2, 2, 2, 5) == []
+
+
+def _wait_prefetch(scan, timeout: float = 30.0) -> None:
+    import time
+
+    t0 = time.monotonic()
+    while scan.prefetch is not None and scan.prefetch.running:
+        assert time.monotonic() - t0 < timeout, "the prefetch did not finish"
+        time.sleep(0.02)
+
+
+def test_a_3d_box_has_its_slices_encoded_before_propagate(client):
+    sid = _open(client, "ct.nii.gz")["id"]
+    _add(client, sid, BOX_A)  # slices 1..6, drawn on 4
+    scan = client.app.state.daft.scan(sid)
+    _wait_prefetch(scan)
+    assert scan.prefetch.slices == [4, 3, 5, 2, 6, 1] and scan.prefetch.encoded == 6
+    model = _sessions(client, "CT")
+    assert model.encoder_calls == 6  # the drawn slice once (the preview), the other five in the background
+    client.post(f"/api/scans/{sid}/propagate", json={"box_id": 1})
+    assert wait_job(client, sid)["state"] == "done"
+    assert model.encoder_calls == 6 and model.decoder_calls == 1 + 6  # Propagate encoded nothing
+
+
+def test_prefetch_is_bounded_by_the_embeddings_and_changes_no_output(data, toy_models_dir):  # noqa: F811
+    def saved(prefetch: bool, embeddings: int, name: str) -> bytes:
+        app = create_app(AppConfig(data, toy_models_dir, cache_dir="", token=TOKEN, embeddings=embeddings,
+                                   prefetch=prefetch))
+        c = TestClient(app, base_url=BASE, headers={"Authorization": f"Bearer {TOKEN}"})
+        sid = _open(c, "ct.nii.gz")["id"]
+        _add(c, sid, BOX_B)  # slices 2..8, drawn on 5
+        scan = app.state.daft.scan(sid)
+        _wait_prefetch(scan)
+        encoded = app.state.daft.segmenter.sessions.model("CT").encoder_calls
+        assert encoded == (1 + min(embeddings, 7) - 1 if prefetch else 1), (prefetch, embeddings, encoded)
+        assert c.post(f"/api/scans/{sid}/save", json={"output": name}).status_code == 200
+        return sitk.GetArrayFromImage(sitk.ReadImage(str(data / name))).tobytes()
+
+    without = saved(False, 32, "a.nii.gz")
+    assert saved(True, 3, "b.nii.gz") == without  # three slices: the drawn one and its two neighbours
+    assert saved(True, 32, "c.nii.gz") == without
+
+
+def test_deleting_the_box_stops_its_prefetch(client, monkeypatch):
+    import time
+
+    sid = _open(client, "ct.nii.gz")["id"]
+    model = _sessions(client, "CT")
+    slow = model.encode
+
+    def slow_encode(x):
+        time.sleep(0.15)
+        return slow(x)
+
+    monkeypatch.setattr(model, "encode", slow_encode)
+    _add(client, sid, BOX_A)
+    scan = client.app.state.daft.scan(sid)
+    running = scan.prefetch
+    assert client.delete(f"/api/scans/{sid}/boxes/1").status_code == 200
+    assert scan.prefetch is None and running.cancel.is_set()
+    running.stop(wait=True)
+    assert running.encoded < 5  # stopped after the slice it was encoding, not the whole range
+
+
+def test_a_propagation_shows_each_slice_as_it_is_computed(client):
+    sid = _open(client, "ct.nii.gz")["id"]
+    _add(client, sid, {**BOX_A, "slice": 1})  # drawn on slice 1: slice 4 (the middle) has no preview
+    core = client.app.state.daft
+    scan = core.scan(sid)
+    _wait_prefetch(scan)
+    seen = []
+
+    def after_each_decode():
+        seen.append({z: bool(scan.overlay(z).any()) for z in (3, 4, 5)})
+
+    scan.propagate(scan.boxes[0], core.model_for(scan, None, after_each_decode))
+    # decodes run 4 (the middle), 5, 6, then 3, 2, 1: after the second, slice 4 shows, 5 not yet
+    assert seen[0] == {3: False, 4: False, 5: False}
+    assert seen[1] == {3: False, 4: True, 5: False}
+    assert seen[3] == {3: False, 4: True, 5: True}
+    assert scan.live is None and all(scan.overlay(z).any() for z in (3, 4, 5))
+
+
+def test_the_job_estimates_the_time_left_from_the_slices_done():
+    import time
+
+    from daftseg.app.state import Job
+
+    job = Job(box_id=1, total=15)
+    assert job.to_dict()["eta"] is None  # nothing measured yet
+    job.started, job.done = time.perf_counter() - 10.0, 5  # 2 s a slice so far
+    assert 19.5 <= job.to_dict()["eta"] <= 20.5
+    job.state = "done"
+    assert job.to_dict()["eta"] is None

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from daftseg.app.paths import inside
+from daftseg.app.prefetch import Prefetch, prefetch_order
 from daftseg.app.state import AppError, CachedModel, Cancelled, EmbeddingCache, Job, ScanState
 from daftseg.inference.routing import MODEL_NAME_CHARS, is_plain_model_name
 from daftseg.io.normalise import MODALITIES_3D
@@ -31,6 +32,7 @@ class AppConfig:
     max_upload_bytes: int = 2 << 30
     embeddings: int = 32
     fast: bool = False  # INT8 image encoders where exported (Segmenter(fast=True)); not DAFT's outputs
+    prefetch: bool = True  # encode a 3D box's slices in the background before Propagate (prefetch.py)
     token: str | None = None  # the secret of this launch (guard.py); None: a new random one
     allowed_hosts: tuple[str, ...] = ()  # host names besides 127.0.0.1, localhost and [::1] (--host)
 
@@ -117,6 +119,7 @@ class App:
                 old = self.scans.pop(oldest)
                 if old.job is not None:
                     old.job.cancel.set()
+                self.stop_prefetch(old)
         return scan
 
     def _read(self, path: Path, fmt: str, modality: str | None):
@@ -151,7 +154,27 @@ class App:
         return scan
 
     # -- propagation ----------------------------------------------------------------------------
+    def prefetch(self, scan: ScanState, box: dict) -> Prefetch | None:
+        """Start encoding the slices ``box`` will need (3D, models present), replacing any earlier run."""
+        self.stop_prefetch(scan)
+        if not (self.config.prefetch and scan.is_3d and self.segmenter.sessions.available(scan.model)):
+            return None
+        plan = scan.plan(box)
+        slices = prefetch_order(plan.lo, plan.hi, box.get("slice", plan.mid), self.embeddings.capacity)
+        cancel = threading.Event()
+        scan.prefetch = Prefetch(scan, box["id"], slices, self.model_for(scan, cancel), cancel).start()
+        return scan.prefetch
+
+    def stop_prefetch(self, scan: ScanState, box_id: int | None = None, wait: bool = False) -> None:
+        """Stop the scan's prefetch (only if it is for ``box_id``, when given)."""
+        running = scan.prefetch
+        if running is not None and (box_id is None or running.box_id == box_id):
+            running.stop(wait)
+            scan.prefetch = None
+
     def start_propagation(self, scan: ScanState, box_id: int) -> Job:
+        # the prefetch has done what it could (a slice it is encoding now is waited for, not redone)
+        self.stop_prefetch(scan)
         with scan.lock:
             if scan.job is not None and scan.job.state == "running":
                 raise AppError("a propagation is already running for this scan; wait or cancel it")

@@ -150,7 +150,9 @@ def _preview(app: App, scan: ScanState, box: dict) -> float:
 
 
 async def _with_preview(request: Request, scan: ScanState, box: dict) -> JSONResponse:
-    seconds = await run_in_threadpool(_preview, core(request), scan, box)
+    app = core(request)
+    seconds = await run_in_threadpool(_preview, app, scan, box)
+    app.prefetch(scan, box)  # Propagate will find its slices encoded (prefetch.py)
     return JSONResponse({**scan.snapshot(), "box": box, "seconds": round(seconds, 4)})
 
 
@@ -167,6 +169,7 @@ async def edit_box(request: Request) -> Response:
     box_id = as_int(request.path_params["bid"], "box id")
     if request.method == "DELETE":
         scan.delete_box(box_id)
+        core(request).stop_prefetch(scan, box_id)
         return JSONResponse(scan.snapshot())
     box = scan.update_box(box_id, (await body(request)).get("box") or {})
     return await _with_preview(request, scan, box)
@@ -177,6 +180,7 @@ async def undo(request: Request) -> Response:
     scan = open_scan_of(request)
     if not scan.undo():
         raise AppError("nothing to undo")
+    core(request).stop_prefetch(scan)
     return JSONResponse(scan.snapshot())
 
 

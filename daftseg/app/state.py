@@ -49,22 +49,35 @@ class EmbeddingCache:
         self.capacity = max(1, capacity)
         self._items: OrderedDict[tuple[str, bytes], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
+        self._pending: dict[tuple[str, bytes], threading.Event] = {}
         self.hits = self.misses = 0
 
     def get(self, model: str, x: np.ndarray, encode) -> np.ndarray:
+        """The embedding of ``x``, encoded once: a caller asking for a slice that another thread is
+        encoding (the prefetch, a propagation) waits for that result instead of encoding it again."""
         key = (model, hashlib.blake2b(np.ascontiguousarray(x).view(np.uint8), digest_size=16).digest())
-        with self._lock:
-            if key in self._items:
-                self.hits += 1
-                self._items.move_to_end(key)
-                return self._items[key]
-        emb = encode(x)
-        with self._lock:
-            self.misses += 1
-            self._items[key] = emb
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
-        return emb
+        while True:
+            with self._lock:
+                if key in self._items:
+                    self.hits += 1
+                    self._items.move_to_end(key)
+                    return self._items[key]
+                pending = self._pending.get(key)
+                if pending is None:
+                    self._pending[key] = threading.Event()
+                    break
+            pending.wait()  # then look again: stored, or failed (this caller encodes it)
+        try:
+            emb = encode(x)
+            with self._lock:
+                self.misses += 1
+                self._items[key] = emb
+                while len(self._items) > self.capacity:
+                    self._items.popitem(last=False)
+            return emb
+        finally:
+            with self._lock:
+                self._pending.pop(key).set()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -125,9 +138,16 @@ class Job:
     started: float = field(default_factory=time.perf_counter)
     seconds: float = 0.0
 
+    def eta(self) -> float | None:
+        """Seconds left at the cost per slice measured so far (None before the first slice)."""
+        if self.state != "running" or self.done == 0:
+            return None
+        per_slice = (time.perf_counter() - self.started) / self.done
+        return round(per_slice * max(0, self.total - self.done), 1)
+
     def to_dict(self) -> dict:
         return {"box_id": self.box_id, "total": self.total, "done": self.done, "state": self.state,
-                "error": self.error, "seconds": round(self.seconds, 3)}
+                "error": self.error, "seconds": round(self.seconds, 3), "eta": self.eta()}
 
 
 _ids = itertools.count(1)
@@ -151,6 +171,8 @@ class ScanState:
         self.history: list[list[dict]] = []
         self.masks: OrderedDict[tuple, tuple[int, np.ndarray]] = OrderedDict()  # key -> (first z, mask)
         self.job: Job | None = None
+        self.live: tuple[tuple, int, np.ndarray, np.ndarray] | None = None  # propagation under way
+        self.prefetch = None  # the background encoder of the slices a box will need (core.Prefetch)
         self._next_box = 1
         self.options = InferenceOptions()
 
@@ -295,9 +317,23 @@ class ScanState:
         from daftseg.inference.case3d import segment_3d
 
         plan = self.plan(box)
+        h, w = self.geometry.array_shape[-2:]
+        live = np.zeros((plan.hi - plan.lo, h, w), bool)
+        computed = np.zeros(plan.hi - plan.lo, bool)
         with self.lock:
             key = self._mask_3d_key(box)
-        res = segment_3d(model, self.image, np.array([box["coords"]], np.int64), self.options, plans=[plan])
+            self.live = (key, plan.lo, live, computed)
+
+        def shown_at_once(z: int, labels_z: np.ndarray) -> None:
+            live[z - plan.lo] = labels_z == plan.idx
+            computed[z - plan.lo] = True
+
+        try:
+            res = segment_3d(model, self.image, np.array([box["coords"]], np.int64), self.options, plans=[plan],
+                             on_slice=shown_at_once)
+        finally:
+            with self.lock:
+                self.live = None
         mask = res.segs[plan.lo:plan.hi] == plan.idx
         with self.lock:
             self._store(key, plan.lo, mask)
@@ -318,12 +354,18 @@ class ScanState:
             out = np.zeros((h, w), np.uint16)
             for k, box in enumerate(self.boxes, start=1):
                 if self.is_3d:
-                    got = self.masks.get(self._mask_3d_key(box))
+                    key = self._mask_3d_key(box)
+                    got = self.masks.get(key)
                     if got is not None:
                         first, m = got
                         if first <= z < first + len(m):
                             out[m[z - first]] = k
                         continue
+                    if self.live is not None and self.live[0] == key:  # slices done so far, at once
+                        _, first, m, computed = self.live
+                        if first <= z < first + len(m) and computed[z - first]:
+                            out[m[z - first]] = k
+                            continue
                     if box.get("slice") != z:
                         continue
                 got = self.masks.get(self._mask_2d_key(box, z if self.is_3d else None))

@@ -17,6 +17,7 @@ ones" is order-free: a voxel gets the largest label whose mask covers it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,13 +77,15 @@ def next_prompt(mask: np.ndarray, plan: BoxPlan, fullres: bool) -> np.ndarray:
 
 
 def segment_3d(model: ModelSessions, volume: np.ndarray, boxes: np.ndarray,
-               options: InferenceOptions | None = None, plans: list[BoxPlan] | None = None) -> Result3D:
+               options: InferenceOptions | None = None, plans: list[BoxPlan] | None = None,
+               on_slice: Callable[[int, np.ndarray], None] | None = None) -> Result3D:
     """Label volume for a (D,H,W) volume and (N,6) boxes ``[x0,y0,z0,x1,y1,z1]`` (N may be 0).
 
     The volume is in a dtype of ``npz_io.DAFT_DTYPES`` (each slice resized in it, as DAFT); boxes
     DAFT's script cannot segment raise ``CaseError`` (``boxes.plan_3d``). ``plans`` replaces
     ``plan_3d(boxes)``: the app propagates box k of a list alone, with its label ``idx`` k, which
-    the next-slice prompt depends on.
+    the next-slice prompt depends on. ``on_slice(z, labels_z)`` is called after each step with the
+    slice's labels so far (a view: copy what you keep), so that a caller can show them at once.
     """
     options = options or InferenceOptions()
     d, h, w = volume.shape
@@ -134,6 +137,8 @@ def segment_3d(model: ModelSessions, volume: np.ndarray, boxes: np.ndarray,
                         prev.pop(k, None)
                     np.copyto(seg_z, seg_z.dtype.type(p.idx), where=mask & (seg_z < p.idx))
             embeddings.release(z)
+            if on_slice is not None:
+                on_slice(z, seg_z)
 
     distinct = len({z for z, _, _ in steps})
     return Result3D(segs, plans, distinct, embeddings.encoder_calls, embeddings.max_in_memory,

@@ -396,10 +396,13 @@
     await poll(job);
   }
   async function poll(job) {
+    let shown = 0;
     while (true) {
       $("progress").value = job.total ? job.done / job.total : 0;
-      $("job-text").textContent = `${job.done} / ${job.total} slices`;
+      $("job-text").textContent = `${job.done} / ${job.total} slices` +
+        (job.eta != null ? `, about ${Math.ceil(job.eta)} s left` : "");
       if (job.state !== "running") break;
+      if (job.done !== shown) { shown = job.done; await loadOverlay(); } // each slice's mask as it comes
       await new Promise((r) => setTimeout(r, 150));
       job = await json("GET", `/api/scans/${S.scan.id}/job`);
     }
