@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_upload_mb", type=float, default=2048, help="largest upload in MiB (default %(default)s)")
     p.add_argument("--embeddings", type=int, default=32,
                    help="slice embeddings kept in memory, 4 MiB each (default %(default)s)")
+    p.add_argument("--no_prefetch", action="store_true",
+                   help="do not encode a 3D box's slices in the background while you draw (Propagate then "
+                        "encodes them; for a machine busy with other work)")
     p.add_argument("--no_browser", action="store_true", help="do not open the browser (the link is printed)")
     return p
 
@@ -79,8 +82,8 @@ def make_config(args: argparse.Namespace):
         raise SystemExit("error: --token needs at least 8 printable ASCII characters, without spaces, ';', ',', "
                          "quotes or backslashes")
     return AppConfig(args.data, Path(args.models_dir), args.precision, args.threads, args.cache_dir,
-                     int(args.max_upload_mb * (1 << 20)), args.embeddings, args.fast, args.token,
-                     host_names(args.host))
+                     int(args.max_upload_mb * (1 << 20)), args.embeddings, args.fast, not args.no_prefetch,
+                     args.token, host_names(args.host))
 
 
 def link(host: str, port: int, token: str) -> str:
