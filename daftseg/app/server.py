@@ -19,6 +19,7 @@ from starlette.staticfiles import StaticFiles
 
 from daftseg.app.paths import PathRefused, inside, list_scans, upload_name
 from daftseg.app.state import AppError, CachedModel, Cancelled, EmbeddingCache, Job, ScanState
+from daftseg.inference.model_folder import model_names
 from daftseg.inference.routing import MODEL_NAME_CHARS, is_plain_model_name
 from daftseg.io.normalise import MODALITIES_3D
 
@@ -75,7 +76,7 @@ class App:
         folder = Path(self.config.models_dir)
         if not folder.is_dir():
             return []
-        names = sorted(p.name[: -len("_image_encoder.xml")] for p in folder.glob("*_image_encoder.xml"))
+        names = model_names(folder)
         return [n for n in names if self.segmenter.sessions.available(n)]
 
     def routed(self, is_3d: bool, modality: str) -> dict:
