@@ -29,6 +29,7 @@ from daftseg.export.onnx_export import export_model, save_positional_encoding, t
 from daftseg.export.openvino_convert import convert_folder
 from daftseg.export.runners import OnnxGraph, OpenVinoGraph, max_abs_diffs
 from daftseg.export.specs import GRAPHS
+from daftseg.inference.model_folder import LITE_MEDSAM, ONNX, XML
 from daftseg.models import build_model
 
 KEYS = {"image_embedding": "embedding", "low_res_masks": "logits", "iou_predictions": "IoU"}
@@ -51,7 +52,7 @@ def torch_pipeline(model: torch.nn.Module, image: np.ndarray, boxes: np.ndarray)
 
 
 def bench(arch: str, root: Path, direct: bool) -> None:
-    name = {"litemedsam": "lite_medsam", "efficientvit_sam_l0": "CT"}[arch]
+    name = {"litemedsam": LITE_MEDSAM, "efficientvit_sam_l0": "CT"}[arch]
     model = build_model(arch)
     model.load_state_dict(filled_state_dict(model.state_dict()))
     model.eval()
@@ -73,19 +74,19 @@ def bench(arch: str, root: Path, direct: bool) -> None:
 
     ref = fixture_reference(FIXTURE_STEMS[arch])
     pe = dense_pe(model).numpy()
-    runtimes = {"ONNX Runtime": {s.suffix: OnnxGraph(dirs["onnx"] / f"{name}_{s.suffix}.onnx") for s in GRAPHS}}
+    runtimes = {"ONNX Runtime": {s.suffix: OnnxGraph(dirs["onnx"] / s.file_name(name, ONNX)) for s in GRAPHS}}
     for label, d in (("OpenVINO FP32", "ov_fp32"), ("OpenVINO FP16 weights", "ov_fp16")):
-        runtimes[label] = {s.suffix: OpenVinoGraph(dirs[d] / f"{name}_{s.suffix}.xml") for s in GRAPHS}
+        runtimes[label] = {s.suffix: OpenVinoGraph(dirs[d] / s.file_name(name, XML)) for s in GRAPHS}
     if direct:
         from daftseg.export.openvino_direct import export_module
 
         t3 = time.perf_counter()
         modules = graph_modules(model)
         for s in GRAPHS:
-            export_module(modules[s.suffix], s, tracing_inputs(model, s), dirs["ov_direct"] / f"{name}_{s.suffix}.xml",
+            export_module(modules[s.suffix], s, tracing_inputs(model, s), dirs["ov_direct"] / s.file_name(name, XML),
                           compress_to_fp16=False, image_pe=pe, log=quiet)
         print(f"direct PyTorch -> OpenVINO (FP32 weights) + check: {time.perf_counter() - t3:.1f} s")
-        runtimes["OpenVINO direct FP32"] = {s.suffix: OpenVinoGraph(dirs["ov_direct"] / f"{name}_{s.suffix}.xml")
+        runtimes["OpenVINO direct FP32"] = {s.suffix: OpenVinoGraph(dirs["ov_direct"] / s.file_name(name, XML))
                                             for s in GRAPHS}
 
     torch_out = torch_pipeline(model, ref["image"], ref["boxes"])

@@ -44,7 +44,7 @@ SHOWN_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx
 def print_cpu(models: Path) -> None:
     from daftseg.inference import Segmenter
     from daftseg.inference.cpu import read_cpu_flags
-    from daftseg.inference.sessions import import_openvino, reported_precision
+    from daftseg.inference.openvino_runtime import import_openvino, reported_precision
 
     ov = import_openvino()
     core = ov.Core()
@@ -103,7 +103,7 @@ def run_mode(models: Path, label: str, cases: list[tuple[Path, Path]], work: Pat
 
 
 def encoder_latency(xml: Path, precision: str | None, threads: int) -> float:
-    from daftseg.inference.sessions import import_openvino
+    from daftseg.inference.openvino_runtime import import_openvino
 
     props = {"INFERENCE_PRECISION_HINT": precision} if precision else {}
     if threads:
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="OpenVINO threads (0: all cores)")
     args = p.parse_args(argv)
 
-    from daftseg.inference.sessions import int8_encoder_file, model_files
+    from daftseg.inference.model_folder import INT8_SUFFIX, image_encoder_file, int8_encoder_file
     from daftseg.metrics.evaluate import evaluate_case_file
     from daftseg.metrics.summary import target_of
     from daftseg.quantize.agreement import label_agreement
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         agree_auto, agree_fast = (label_agreement(segs["exact"], segs[label]) for label in ("auto", "fast"))
         d_dsc = score["fast"].dsc - score["exact"].dsc
         d_nsd = score["fast"].nsd - score["exact"].nsd
-        enc = "int8" if "_int8" in encoder else "std"
+        enc = "int8" if INT8_SUFFIX in encoder else "std"
         print(f"{name:40s} {enc:4s} {te:7.2f} {ta:7.2f} {tf:7.2f} {te / tf:5.2f} {score['exact'].dsc:6.4f} "
               f"{score['fast'].dsc:6.4f} {d_dsc:+7.4f} {score['exact'].nsd:6.4f} {score['fast'].nsd:6.4f} "
               f"{d_nsd:+7.4f} {agree_auto:6.4f} {agree_fast:6.4f}")
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\nimage encoder latency, median of 10 (ms)")
     for model in sorted({runs["exact"][path.name][1] for path, _ in cases}):
-        std, int8 = model_files(models, model)[0], int8_encoder_file(models, model)
+        std, int8 = image_encoder_file(models, model), int8_encoder_file(models, model)
         cells = [f"f32 {encoder_latency(std, 'f32', args.threads) * 1000:.0f}",
                  f"default {encoder_latency(std, None, args.threads) * 1000:.0f}"]
         if int8.is_file():

@@ -42,7 +42,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 DAFT_NAMES = ("CT", "3D", "XRay", "Fundus", "Endoscopy", "Dermoscopy", "Microscopy", "Mammography", "OCT")
-GRAPH_SUFFIXES = ("image_encoder", "prompt_encoder", "mask_decoder")
 
 
 # -- the plain implementation (DAFT 93f1e55, spec §7.4 / §7.5) ---------------------------------------
@@ -180,24 +179,33 @@ def build_models(folder: Path) -> Path:
     from daftseg.export.graphs import GRAPHS, dense_pe, graph_modules
     from daftseg.export.onnx_export import tracing_inputs
     from daftseg.export.openvino_direct import convert_module
+    from daftseg.inference.model_folder import (
+        BIN,
+        IMAGE_ENCODER,
+        LITE_MEDSAM,
+        MASK_DECODER,
+        XML,
+        graph_file,
+        positional_encoding_file,
+    )
     from daftseg.models import build_model
 
-    for name, arch in (("evit_l0", "efficientvit_sam_l0"), ("lite_medsam", "litemedsam")):
+    for name, arch in (("evit_l0", "efficientvit_sam_l0"), (LITE_MEDSAM, "litemedsam")):
         torch.manual_seed(2024)
         model = build_model(arch).eval()
         modules = graph_modules(model)
         for spec in GRAPHS:
             t = time.perf_counter()
             ir = convert_module(modules[spec.suffix], spec, tracing_inputs(model, spec))
-            save_openvino_model(ir, folder / f"{spec.file_stem(name)}.xml", compress_to_fp16=True)
+            save_openvino_model(ir, folder / spec.file_name(name, XML), compress_to_fp16=True)
             print(f"  exported {spec.file_stem(name)} in {time.perf_counter() - t:.0f}s", flush=True)
-        np.save(folder / "positional_encoding.npy", dense_pe(model).numpy())  # identical for both
+        np.save(positional_encoding_file(folder), dense_pe(model).numpy())  # identical for both
     for name in DAFT_NAMES:
-        for suffix in ("image_encoder", "mask_decoder"):
-            for ext in ("xml", "bin"):
-                link = folder / f"{name}_{suffix}.{ext}"
+        for graph in (IMAGE_ENCODER, MASK_DECODER):
+            for ext in (XML, BIN):
+                link = folder / graph_file(name, graph, ext)
                 if not link.exists():
-                    link.symlink_to(f"evit_l0_{suffix}.{ext}")
+                    link.symlink_to(graph_file("evit_l0", graph, ext))
     done.touch()
     return folder
 
@@ -318,8 +326,10 @@ def warm_cache(models: Path, cache: Path, names: set[str]) -> None:
             "core = ov.Core(); core.set_property({'CACHE_DIR': sys.argv[1]})\n"
             "for props in ({}, {'INFERENCE_PRECISION_HINT': 'f32'}):\n"
             "    for xml in sys.argv[2:]: core.compile_model(xml, 'CPU', props)\n")
-    xmls = [str(models / "lite_medsam_prompt_encoder.xml")]
-    xmls += [str(models / f"{n}_{s}.xml") for n in sorted(names) for s in ("image_encoder", "mask_decoder")]
+    from daftseg.inference.model_folder import SHARED_PROMPT_ENCODERS, model_files
+
+    xmls = [str(models / SHARED_PROMPT_ENCODERS[0])]
+    xmls += [str(p) for n in sorted(names) for p in model_files(models, n)]
     subprocess.run([sys.executable, "-c", code, str(cache), *xmls], check=True)
     ours = ("import sys\n"
             "from daftseg.inference.sessions import SessionConfig, Sessions\n"
@@ -335,7 +345,7 @@ def where_time_goes(case: Path, models: Path, cache: Path) -> list[tuple[str, fl
     for label, code in (("python start", "pass"), ("import numpy", "import numpy"),
                         ("import cv2 (+numpy)", "import cv2"), ("import openvino (plain)", "import openvino"),
                         ("import openvino (ours, no ovc)",
-                         "from daftseg.inference.sessions import import_openvino; import_openvino()")):
+                         "from daftseg.inference.openvino_runtime import import_openvino; import_openvino()")):
         best = min(_subprocess_seconds(code) for _ in range(3))
         rows.append((label, best))
     from daftseg.geometry import postprocess_logits, preprocess_image, scale_box_to_256
@@ -564,7 +574,7 @@ def _precision_in_effect() -> dict[str, str]:
     """What OpenVINO's CPU plugin reports for each --precision value on this machine."""
     import openvino as ov
 
-    from daftseg.inference.sessions import reported_precision
+    from daftseg.inference.openvino_runtime import reported_precision
 
     out = {}
     for precision in ("f32", "auto"):

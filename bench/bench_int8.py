@@ -68,13 +68,16 @@ def quantize_encoder(src: Path, dst: Path, images: list[np.ndarray]) -> float:
 
 def int8_models_dir(models: Path, model: str, work: Path, images: list[np.ndarray]) -> tuple[Path, float]:
     """A folder like ``models`` (links) whose ``model`` image encoder is the INT8 one."""
+    from daftseg.inference.model_folder import image_encoder_file
+
     out = work / "int8_models"
     out.mkdir(parents=True, exist_ok=True)
+    encoder = image_encoder_file(models, model)
     for f in models.iterdir():
         link = out / f.name
-        if f.is_file() and not link.exists() and not f.name.startswith(f"{model}_image_encoder."):
+        if f.is_file() and not link.exists() and not f.name.startswith(f"{encoder.stem}."):
             link.symlink_to(f.resolve())
-    seconds = quantize_encoder(models / f"{model}_image_encoder.xml", out / f"{model}_image_encoder.xml", images)
+    seconds = quantize_encoder(encoder, image_encoder_file(out, model), images)
     return out, seconds
 
 
@@ -90,13 +93,15 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from daftseg.inference import InferenceOptions, Segmenter
+    from daftseg.inference.model_folder import image_encoder_file
     from daftseg.inference.npz_io import read_case
     from daftseg.quantize.agreement import label_agreement
 
     models, work = Path(args.models_dir), Path(args.work)
     images = calibration_images(args.calibration_per_modality, args.calibration_seed, 512)
     int8_dir, q_seconds = int8_models_dir(models, args.model, work, images)
-    print(f"quantised {args.model}_image_encoder with {len(images)} calibration images in {q_seconds:.0f}s")
+    print(f"quantised {image_encoder_file(models, args.model).stem} with {len(images)} calibration images "
+          f"in {q_seconds:.0f}s")
 
     runs = {}
     for label, folder in (("f32", models), ("int8", int8_dir)):
@@ -125,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'mean':30s} {np.mean(agreement):13.4f}")
     from bench_fast import encoder_latency  # bench/ is the script's folder, on sys.path
 
-    f32_ms = encoder_latency(models / f"{args.model}_image_encoder.xml", "f32", 0) * 1000
-    int8_ms = encoder_latency(int8_dir / f"{args.model}_image_encoder.xml", "f32", 0) * 1000
+    f32_ms = encoder_latency(image_encoder_file(models, args.model), "f32", 0) * 1000
+    int8_ms = encoder_latency(image_encoder_file(int8_dir, args.model), "f32", 0) * 1000
     print(f"\nencoder latency (median of 10): f32 {f32_ms:.0f} ms, INT8 {int8_ms:.0f} ms "
           f"({os.cpu_count()} cores)")
     return 0

@@ -39,7 +39,7 @@ MODEL = "XRay"
 LOAD_THEN_ENCODE = """
 import sys, threading, time
 import numpy as np
-from daftseg.inference.sessions import import_openvino
+from daftseg.inference.openvino_runtime import import_openvino
 core = import_openvino().Core()
 core.set_property({"CACHE_DIR": sys.argv[1]})
 prompt, encoder, decoder, mode = sys.argv[2:6]
@@ -58,13 +58,15 @@ print(time.perf_counter() - t1)
 
 def graph_rows(models: Path, reps: int) -> list[tuple[str, str, float, bool]]:
     """(graph, configuration, ms per call, identical to the first configuration)."""
-    from daftseg.inference.sessions import fix_batch, import_openvino
+    from daftseg.inference.model_folder import IMAGE_ENCODER, MASK_DECODER, graph_file
+    from daftseg.inference.openvino_runtime import import_openvino
+    from daftseg.inference.static_ir import fix_batch
 
     ov = import_openvino()
     core = ov.Core()
     rows = []
-    for graph in ("image_encoder", "mask_decoder"):
-        model = core.read_model(str(models / f"{MODEL}_{graph}.xml"))
+    for graph in (IMAGE_ENCODER, MASK_DECODER):
+        model = core.read_model(str(models / graph_file(MODEL, graph)))
         fix_batch(model, 1)
         rng = np.random.default_rng(1)
         inputs = [{p.get_any_name(): rng.standard_normal(tuple(p.get_shape())).astype(np.float32)
@@ -103,12 +105,13 @@ def _run_all(queue, inputs: list[dict[str, np.ndarray]]) -> None:
 
 def overlap_rows(models: Path, cache: Path, reps: int) -> dict[str, float]:
     """Best seconds of (load 3 graphs + one encoder call), sequential vs pipelined, fresh processes."""
-    from daftseg.inference.sessions import SHARED_PROMPT_ENCODERS, import_openvino, static_ir_path
+    from daftseg.inference.model_folder import SHARED_PROMPT_ENCODERS, model_files
+    from daftseg.inference.openvino_runtime import import_openvino
+    from daftseg.inference.static_ir import static_ir_path
 
     version = import_openvino().get_version()
     graphs = []
-    for source in (models / SHARED_PROMPT_ENCODERS[0], models / f"{MODEL}_image_encoder.xml",
-                   models / f"{MODEL}_mask_decoder.xml"):
+    for source in (models / SHARED_PROMPT_ENCODERS[0], *model_files(models, MODEL)):
         static = static_ir_path(cache, source, 1, version)
         graphs.append(str(static if static.is_file() else source))  # DAFT's static IR is used as stored
     best = {"sequential": float("inf"), "pipelined": float("inf")}

@@ -98,8 +98,10 @@ def models_folder(kind: str, work: Path) -> Path:
         sys.path.insert(0, str(REPO / "tests"))
         from ov_toy_models import TOY_MODELS, write_toy_models
 
+        from daftseg.inference.model_folder import positional_encoding_file
+
         folder = work / "toy_models"
-        if not (folder / "positional_encoding.npy").exists():
+        if not positional_encoding_file(folder).exists():
             write_toy_models(folder, TOY_MODELS)
         return folder
     sys.path.insert(0, str(REPO / "bench"))

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from daftseg.atomic import atomic_write_text
+from daftseg.inference.model_folder import model_names
 
 ROOT = Path(__file__).resolve().parents[1]
 LITE_WEIGHTS = Path("work_dir/LiteMedSAM/lite_medsam.pth")
@@ -67,7 +68,7 @@ def run(cmd: list[str]) -> None:
 
 
 def has_ir(folder: Path) -> bool:
-    return folder.is_dir() and any(folder.glob("*_image_encoder.xml"))
+    return folder.is_dir() and bool(model_names(folder))
 
 
 def obtain_models(args: argparse.Namespace, out: Path) -> tuple[Path, str]:
@@ -75,7 +76,7 @@ def obtain_models(args: argparse.Namespace, out: Path) -> tuple[Path, str]:
     py = sys.executable
     models_dir = Path(args.models_dir)
     if has_ir(models_dir):
-        names = sorted(p.name.removesuffix("_image_encoder.xml") for p in models_dir.glob("*_image_encoder.xml"))
+        names = model_names(models_dir)
         return models_dir, f"existing OpenVINO models in {models_dir}/ ({', '.join(names)})"
     weights = sorted((ROOT / "models").glob("*.pth"))
     if weights:

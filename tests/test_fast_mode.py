@@ -26,8 +26,8 @@ from ov_toy_models import _named, _param, toy_models_dir  # noqa: F401 - pytest 
 from daftseg import segment
 from daftseg.inference import Segmenter
 from daftseg.inference.cpu import cpu_info, fast_mode_report, read_cpu_flags
+from daftseg.inference.model_folder import int8_agreement, int8_encoder_file, int8_model_names
 from daftseg.inference.runner import main as run_batch
-from daftseg.inference.sessions import int8_agreement, int8_encoder_file, int8_model_names
 
 REPO = Path(__file__).resolve().parents[1]
 BOXES = np.array([[5, 6, 40, 30], [20, 10, 60, 45]])

@@ -476,7 +476,7 @@ def test_compiled_model_cache_gives_same_outputs(toy_models_dir, tmp_path) -> No
 def test_graphs_compiled_at_batch_1_via_static_copies_in_the_cache(toy_models_dir, tmp_path) -> None:  # noqa: F811
     import os
 
-    from daftseg.inference.sessions import STATIC_IR_FOLDER
+    from daftseg.inference.static_ir import STATIC_IR_FOLDER
 
     cache = tmp_path / "cache"
     img = textured((60, 70, 3), seed=34)
@@ -537,7 +537,7 @@ def test_compiled_models_are_released_least_recent_first(toy_models_dir) -> None
 
 def test_static_copy_that_cannot_be_written_falls_back_to_the_stored_graph(toy_models_dir, tmp_path,  # noqa: F811
                                                                           caplog) -> None:
-    from daftseg.inference.sessions import STATIC_IR_FOLDER
+    from daftseg.inference.static_ir import STATIC_IR_FOLDER
 
     cache = tmp_path / "cache"
     cache.mkdir()
@@ -553,13 +553,13 @@ def test_static_copy_that_cannot_be_written_falls_back_to_the_stored_graph(toy_m
 
 
 def test_graph_already_at_batch_1_is_used_as_stored(toy_models_dir, tmp_path, caplog) -> None:  # noqa: F811
-    from daftseg.inference.sessions import STATIC_IR_FOLDER
+    from daftseg.inference.static_ir import STATIC_IR_FOLDER, static_ir
 
     source = toy_models_dir / "static1_mask_decoder.xml"
-    sessions = Sessions(toy_models_dir, SessionConfig(str(tmp_path)))
+    core = Sessions(toy_models_dir, SessionConfig(str(tmp_path))).core
     with caplog.at_level("WARNING", logger="daftseg.inference"):
-        assert sessions._static_ir(source, 1, tmp_path) == source  # a fresh cache: no folder yet
-        assert sessions._static_ir(source, 1, tmp_path) == source  # the marker, without reading the IR
+        assert static_ir(core, source, 1, tmp_path) == source  # a fresh cache: no folder yet
+        assert static_ir(core, source, 1, tmp_path) == source  # the marker, without reading the IR
     assert not caplog.text
     assert [p.suffix for p in (tmp_path / STATIC_IR_FOLDER).iterdir()] == [".same"]
 

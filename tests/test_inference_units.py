@@ -373,8 +373,9 @@ def test_inference_imports_no_torch() -> None:
         "print('light', sorted(m for m in ('cv2', 'openvino', 'torch') if m in sys.modules))\n"
         "from daftseg.inference import Segmenter, InferenceOptions\n"
         "import daftseg.inference.runner, daftseg.inference.case2d, daftseg.inference.case3d\n"
-        "import daftseg.inference.overlay, daftseg.inference.sessions as s\n"
-        "ov = s.import_openvino(); ov.Core()\n"
+        "import daftseg.inference.overlay, daftseg.inference.sessions\n"
+        "from daftseg.inference.openvino_runtime import import_openvino\n"
+        "ov = import_openvino(); ov.Core()\n"
         "other = [m for m in sys.modules if m.startswith('daftseg.')\n"
         "         and not m.startswith(('daftseg.inference', 'daftseg.geometry', 'daftseg.atomic'))]\n"
         "print('others', other)\n"
@@ -473,7 +474,7 @@ class ReportingCore:
 def test_reported_precision_reads_openvino_types() -> None:
     import openvino as ov
 
-    from daftseg.inference.sessions import reported_precision
+    from daftseg.inference.openvino_runtime import reported_precision
 
     assert reported_precision(ReportingCore(ov.Type.bf16)) == "bf16"
     assert reported_precision(ReportingCore(ov.Type.f32)) == "f32"

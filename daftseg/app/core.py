@@ -14,6 +14,7 @@ import numpy as np
 from daftseg.app.paths import inside
 from daftseg.app.prefetch import Prefetch, prefetch_order
 from daftseg.app.state import AppError, CachedModel, Cancelled, EmbeddingCache, Job, ScanState
+from daftseg.inference.model_folder import model_names
 from daftseg.inference.routing import MODEL_NAME_CHARS, is_plain_model_name
 from daftseg.io.normalise import MODALITIES_3D
 
@@ -69,11 +70,7 @@ class App:
 
     # -- models ---------------------------------------------------------------------------------
     def models(self) -> list[str]:
-        folder = Path(self.config.models_dir)
-        if not folder.is_dir():
-            return []
-        names = sorted(p.name[: -len("_image_encoder.xml")] for p in folder.glob("*_image_encoder.xml"))
-        return [n for n in names if self.segmenter.sessions.available(n)]
+        return [n for n in model_names(self.config.models_dir) if self.segmenter.sessions.available(n)]
 
     def routed(self, is_3d: bool, modality: str) -> dict:
         name = f"{'3D' if is_3d else '2D'}Box_{modality or ''}"

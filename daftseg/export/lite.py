@@ -19,10 +19,10 @@ from pathlib import Path
 from daftseg.export.graphs import dense_pe, graph_modules
 from daftseg.export.onnx_export import DEFAULT_OPSET, export_model, tracing_inputs
 from daftseg.export.runners import CheckError
-from daftseg.export.specs import GRAPHS, POSITIONAL_ENCODING_FILE
+from daftseg.export.specs import GRAPHS
+from daftseg.inference.model_folder import LITE_MEDSAM, POSITIONAL_ENCODING, XML
 from daftseg.trust import add_trust_argument
 
-LITE_NAME = "lite_medsam"
 Log = Callable[[str], None]
 
 
@@ -57,18 +57,18 @@ def run(checkpoint: Path, onnx_dir: Path, ov_dir: Path, compress_to_fp16: bool =
     from daftseg.models import build_model
 
     start = time.perf_counter()
-    log(f"{LITE_NAME}: litemedsam from {checkpoint}")
+    log(f"{LITE_MEDSAM}: litemedsam from {checkpoint}")
     model = load_weights(build_model("litemedsam"), checkpoint, trust=trust).eval()
     pe = dense_pe(model)
-    onnx_paths = export_model(model, onnx_dir, LITE_NAME, opset, log=log, positional_encoding=pe)
-    pe_copy = [(onnx_dir / POSITIONAL_ENCODING_FILE, ov_dir / POSITIONAL_ENCODING_FILE)]
-    written = [onnx_dir / POSITIONAL_ENCODING_FILE, *onnx_paths.values()]
+    onnx_paths = export_model(model, onnx_dir, LITE_MEDSAM, opset, log=log, positional_encoding=pe)
+    pe_copy = [(onnx_dir / POSITIONAL_ENCODING, ov_dir / POSITIONAL_ENCODING)]
+    written = [onnx_dir / POSITIONAL_ENCODING, *onnx_paths.values()]
     if direct:
         from daftseg.export.openvino_direct import export_modules
 
         modules = graph_modules(model)
         items = [(modules[spec.suffix], spec, tracing_inputs(model, spec),
-                  ov_dir / f"{spec.file_stem(LITE_NAME)}.xml") for spec in GRAPHS]
+                  ov_dir / spec.file_name(LITE_MEDSAM, XML)) for spec in GRAPHS]
         written += export_modules(items, compress_to_fp16, image_pe=pe.numpy(), log=log, copies=pe_copy)
     else:
         from daftseg.export.openvino_convert import convert_group
@@ -94,6 +94,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CheckpointError, CheckError, Int8Error) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    if int8 and export_int8_models(Path(args.ov_dir), [LITE_NAME], int8):
+    if int8 and export_int8_models(Path(args.ov_dir), [LITE_MEDSAM], int8):
         return 1
     return 0

@@ -27,10 +27,10 @@ from daftseg.export.specs import (
     GRAPHS,
     IMAGE_ENCODER,
     MASK_DECODER,
-    POSITIONAL_ENCODING_FILE,
     PROMPT_ENCODER,
     GraphSpec,
 )
+from daftseg.inference.model_folder import ONNX, POSITIONAL_ENCODING
 from daftseg.trust import add_trust_argument
 
 DEFAULT_OPSET = 17
@@ -129,10 +129,10 @@ def export_model(model: nn.Module, out_dir: str | os.PathLike, name: str, opset:
     out_dir = Path(out_dir)
     modules = graph_modules(model)
     pe = dense_pe(model).numpy()
-    paths = {spec.suffix: out_dir / f"{spec.file_stem(name)}.onnx" for spec in GRAPHS}
+    paths = {spec.suffix: out_dir / spec.file_name(name, ONNX) for spec in GRAPHS}
     finals = list(paths.values())
     if positional_encoding is not None:
-        finals.append(out_dir / POSITIONAL_ENCODING_FILE)
+        finals.append(out_dir / POSITIONAL_ENCODING)
     with atomic_paths(finals) as temps:
         for spec, tmp in zip(GRAPHS, temps, strict=False):
             export_graph(modules[spec.suffix], spec, tracing_inputs(model, spec), tmp, opset)
@@ -147,7 +147,7 @@ def export_model(model: nn.Module, out_dir: str | os.PathLike, name: str, opset:
 
 def save_positional_encoding(pe: torch.Tensor | np.ndarray, out_dir: str | os.PathLike) -> Path:
     """``positional_encoding.npy``: float32 (1, 256, 64, 64), the decoder's ``image_pe`` input."""
-    path = Path(out_dir) / POSITIONAL_ENCODING_FILE
+    path = Path(out_dir) / POSITIONAL_ENCODING
     with atomic_path(path) as tmp:
         _write_positional_encoding(pe, tmp)
     return path
@@ -232,7 +232,7 @@ def run(models_dir: Path, out_dir: Path, names: Sequence[str] | None, arch: str,
     weights = select_weights(models_dir, names)
     pe_path = pe_source(pe_from, models_dir, weights[0])
     pe = positional_encoding_from(pe_path, trust)
-    log(f"{POSITIONAL_ENCODING_FILE} from {pe_path}")
+    log(f"{POSITIONAL_ENCODING} from {pe_path}")
     written: list[Path] = []
     for i, path in enumerate(weights, 1):
         start = time.perf_counter()
@@ -241,12 +241,12 @@ def run(models_dir: Path, out_dir: Path, names: Sequence[str] | None, arch: str,
         paths = export_model(model, out_dir, path.stem, opset, log=log,
                              positional_encoding=pe if i == 1 else None)
         if i == 1:
-            written.append(out_dir / POSITIONAL_ENCODING_FILE)
+            written.append(out_dir / POSITIONAL_ENCODING)
         written += paths.values()
         pe_diff = float((dense_pe(model) - pe).abs().max())
         if pe_diff > 1e-6:
             # the runtime feeds the one shared file to every decoder; say so when it is not this model's
-            log(f"  note: {path.stem}'s positional encoding differs from {POSITIONAL_ENCODING_FILE} "
+            log(f"  note: {path.stem}'s positional encoding differs from {POSITIONAL_ENCODING} "
                 f"by up to {pe_diff:.2e}")
         log(f"  done in {time.perf_counter() - start:.1f} s")
     return written

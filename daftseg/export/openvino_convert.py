@@ -23,7 +23,8 @@ import numpy as np
 from daftseg.atomic import atomic_paths
 from daftseg.export.files import ir_group, write_ir
 from daftseg.export.runners import CheckError, OnnxGraph, OpenVinoGraph, Tolerance, compare, random_inputs
-from daftseg.export.specs import CHECK_SIZES, GRAPHS, POSITIONAL_ENCODING_FILE
+from daftseg.export.specs import CHECK_SIZES
+from daftseg.inference.model_folder import POSITIONAL_ENCODING, model_name, split_graph_stem
 
 # OpenVINO (f32 hint) vs ONNX Runtime. FP32 weights: kernel-order differences only. FP16 weights:
 # every weight is rounded to 11 significant bits (relative error <= 2**-12), which after tens of
@@ -40,7 +41,7 @@ def tolerance_for(compress_to_fp16: bool) -> Tolerance:
 
 
 def load_positional_encoding(folder: str | os.PathLike) -> np.ndarray | None:
-    path = Path(folder) / POSITIONAL_ENCODING_FILE
+    path = Path(folder) / POSITIONAL_ENCODING
     return np.load(path) if path.is_file() else None
 
 
@@ -92,12 +93,8 @@ def model_groups(onnx_files: Sequence[Path]) -> list[list[Path]]:
     """``<Name>_{image_encoder,prompt_encoder,mask_decoder}.onnx`` grouped by ``<Name>``; others alone."""
     groups: dict[str, list[Path]] = {}
     for path in onnx_files:
-        key = path.stem
-        for spec in GRAPHS:
-            if key.endswith(f"_{spec.suffix}"):
-                key = key[: -len(spec.suffix) - 1] + "_*"
-                break
-        groups.setdefault(key, []).append(path)
+        graph = split_graph_stem(path.stem)
+        groups.setdefault(f"{graph[0]}_*" if graph else path.stem, []).append(path)
     return list(groups.values())
 
 
@@ -143,12 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-IMAGE_ENCODER_XML = "_image_encoder.xml"
-
-
 def encoder_models(written: Sequence[Path]) -> list[str]:
     """``<Name>`` of every ``<Name>_image_encoder.xml`` among ``written``, in order."""
-    return [p.name[: -len(IMAGE_ENCODER_XML)] for p in written if p.name.endswith(IMAGE_ENCODER_XML)]
+    return [name for p in written if (name := model_name(p.name)) is not None]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

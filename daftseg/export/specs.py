@@ -1,7 +1,7 @@
 """The three exported graphs: DAFT's file suffixes, tensor names, shapes and dynamic axes. No torch.
 
 A ``GraphSpec`` is the contract with every runtime (DAFT's ``PerfectMetaOpenVINO.py``, its C++ port
-and ours): file ``<name>_<suffix>.{onnx,xml}``, inputs and outputs in this order, string dims dynamic.
+and ours): file ``<name>_<suffix>.{onnx,xml}`` (named by ``daftseg.inference.model_folder``), inputs and outputs in this order, string dims dynamic.
 The only deliberate difference from DAFT (spec §6.1, §12 item 16) is the mask decoder: DAFT fixed
 every shape at batch 1; here N prompts share one image embedding (or B embeddings pair with B
 prompts), so a runtime can decode many boxes per call while batch-1 calls keep working.
@@ -10,6 +10,8 @@ prompts), so a runtime can decode many boxes per call while batch-1 calls keep w
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from daftseg.inference import model_folder
 
 Dim = int | str  # an int is fixed, a string names a dynamic axis
 
@@ -27,7 +29,11 @@ class GraphSpec:
     outputs: tuple[TensorSpec, ...]
 
     def file_stem(self, name: str) -> str:
-        return f"{name}_{self.suffix}"
+        return model_folder.graph_stem(name, self.suffix)
+
+    def file_name(self, name: str, ext: str) -> str:
+        """``<name>_<suffix>.<ext>``, ``ext`` one of ``model_folder.XML``, ``model_folder.ONNX``."""
+        return model_folder.graph_file(name, self.suffix, ext)
 
     @property
     def input_names(self) -> list[str]:
@@ -45,19 +51,19 @@ class GraphSpec:
 
 
 IMAGE_ENCODER = GraphSpec(
-    "image_encoder",
+    model_folder.IMAGE_ENCODER,
     inputs=(TensorSpec("image", ("batch_size", 3, 256, 256)),),
     outputs=(TensorSpec("image_embedding", ("batch_size", 256, 64, 64)),),
 )
 PROMPT_ENCODER = GraphSpec(
-    "prompt_encoder",
+    model_folder.PROMPT_ENCODER,
     # boxes [x_min, y_min, x_max, y_max] in 256-space, one per batch entry
     inputs=(TensorSpec("boxes", ("batch_size", 1, 1, 4)),),
     outputs=(TensorSpec("sparse_embeddings", ("batch_size", 2, 256)),
              TensorSpec("dense_embeddings", ("batch_size", 256, 64, 64))),
 )
 MASK_DECODER = GraphSpec(
-    "mask_decoder",
+    model_folder.MASK_DECODER,
     inputs=(
         # 1 (broadcast to every prompt) or num_prompts (embedding i pairs with prompt i)
         TensorSpec("image_embeddings", ("embedding_batch", 256, 64, 64)),
@@ -69,7 +75,6 @@ MASK_DECODER = GraphSpec(
              TensorSpec("iou_predictions", ("num_prompts", 1))),
 )
 GRAPHS: tuple[GraphSpec, ...] = (IMAGE_ENCODER, PROMPT_ENCODER, MASK_DECODER)
-POSITIONAL_ENCODING_FILE = "positional_encoding.npy"
 # Shapes of the export self-checks: DAFT's batch-1 encoder use and a 3-box decoder call. The
 # decoder is traced with 2 prompts, so a size baked in by the tracer shows up as an error.
 CHECK_SIZES = {"batch_size": 1, "num_prompts": 3, "embedding_batch": 1}

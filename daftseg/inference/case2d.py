@@ -6,9 +6,9 @@ import numpy as np
 
 from daftseg.geometry import postprocess_logits, preprocess_image, scale_box_to_256
 from daftseg.inference.boxes import clip_region
+from daftseg.inference.model_sessions import ModelSessions
 from daftseg.inference.npz_io import label_dtype
 from daftseg.inference.options import InferenceOptions
-from daftseg.inference.sessions import ModelSessions
 
 
 def segment_2d(model: ModelSessions, image: np.ndarray, boxes: np.ndarray,

@@ -31,9 +31,9 @@ from daftseg.geometry import (
     resized_shape,
 )
 from daftseg.inference.boxes import BoxPlan, clip_region, plan_3d
+from daftseg.inference.model_sessions import ModelSessions
 from daftseg.inference.npz_io import CaseError, label_dtype
 from daftseg.inference.options import InferenceOptions
-from daftseg.inference.sessions import ModelSessions
 from daftseg.inference.slice_cache import SliceEmbeddings
 
 Step = tuple[int, bool, list[int]]  # (slice z, upward?, indices of the boxes that step there)

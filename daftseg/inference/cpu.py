@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from daftseg.inference.model_folder import INT8_ENCODER, graph_file
+
 CPUINFO = Path("/proc/cpuinfo")
 # CPU flag (as Linux names it) -> how it is shown; the first ones found are named in the report
 INT8_INSTRUCTIONS = (("amx_int8", "AMX-INT8"), ("avx512_vnni", "AVX512-VNNI"), ("avx_vnni", "AVX-VNNI"))
@@ -76,7 +78,7 @@ def fast_mode_report(info: CpuInfo, int8_models: Mapping[str, tuple[float, float
         encoders = f"INT8 image encoders ({models}) on {isa}"
     else:
         encoders = f"standard image encoders ({isa})"
-        warnings.append(f"no <Name>_image_encoder_int8.xml in {models_dir}: fast mode runs the standard encoders "
+        warnings.append(f"no {graph_file('<Name>', INT8_ENCODER)} in {models_dir}: fast mode runs the standard encoders "
                         "(write them with onnx2openvino.py --int8 or liteov.py --int8)")
     line = (f"fast mode on this CPU ({info.device}; OpenVINO reports {', '.join(info.capabilities)}): {encoders}, "
             f"other layers and the decoders at {info.precision}; outputs differ from DAFT's")

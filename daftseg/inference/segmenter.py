@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from daftseg.inference.model_folder import int8_agreement, int8_model_names
 from daftseg.inference.npz_io import Case, label_dtype, make_case, output_dtype, read_case
 from daftseg.inference.options import (
     DEFAULT_MAX_LOADED_MODELS,
@@ -23,7 +24,7 @@ from daftseg.inference.options import (
     resolve_precision,
 )
 from daftseg.inference.routing import Route, RoutingTable
-from daftseg.inference.sessions import SessionConfig, Sessions, int8_agreement, int8_model_names
+from daftseg.inference.sessions import SessionConfig, Sessions
 
 log = logging.getLogger("daftseg.inference")
 

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from daftseg.atomic import atomic_paths
+from daftseg.inference.model_folder import image_encoder_file, int8_encoder_file, int8_files
 from daftseg.quantize.agreement import Agreement, compare, ground_truth_score, reference_maps
 from daftseg.quantize.calibration import (
     SLICES_PER_3D_CASE,
@@ -219,21 +220,15 @@ def export_int8(models_dir: Path, name: str, settings: Int8Settings = Int8Settin
     (calibration part, held-out part). Raises ``Int8Error`` (refused by the gate, or any failure);
     nothing ``_int8`` is written then.
     """
-    from daftseg.inference.sessions import (
-        ModelError,
-        SessionConfig,
-        Sessions,
-        encoder_session,
-        import_openvino,
-        int8_encoder_file,
-        model_files,
-    )
+    from daftseg.inference.model_sessions import ModelError, encoder_session
+    from daftseg.inference.openvino_runtime import import_openvino
+    from daftseg.inference.sessions import SessionConfig, Sessions
 
     nncf = import_nncf()
     ov = import_openvino()
     models_dir = Path(models_dir)
-    src = model_files(models_dir, name)[0]
-    out = int8_encoder_file(models_dir, name)
+    src = image_encoder_file(models_dir, name)
+    out, out_bin, out_json = int8_files(models_dir, name)
     tag = f"[int8 {name}]"
     try:
         calib = calibration or calibration_for(name, settings, log)
@@ -280,7 +275,7 @@ def export_int8(models_dir: Path, name: str, settings: Int8Settings = Int8Settin
                else "NNCF quantised no layer")
         raise Int8Error(f"{out.name} not written: {why} (no FakeQuantize node left)")
 
-    with atomic_paths([out.with_suffix(".bin"), out.with_suffix(".json"), out]) as (_, tmp_json, tmp_xml):
+    with atomic_paths([out_bin, out_json, out]) as (_, tmp_json, tmp_xml):
         ov.save_model(quantized, str(tmp_xml), compress_to_fp16=False)
         compiled = sessions.core.compile_model(str(tmp_xml), "CPU", F32)  # the gate checks what is written
         candidate = standard.with_encoder(encoder_session(compiled, out))
@@ -307,7 +302,7 @@ def refusal(file_name: str, agreement: Agreement, min_agreement: float) -> str:
 def _validation(name: str, settings: Int8Settings, held_out: list[CalibrationCase], reference: dict,
                 standard, src: Path, log: Log):
     """(validation cases, metric description, NNCF validation function) for accuracy control."""
-    from daftseg.inference.sessions import encoder_session
+    from daftseg.inference.model_sessions import encoder_session
 
     if settings.validation:
         try:
@@ -338,11 +333,11 @@ def make_record(name: str, src: Path, calib: CalibrationSet, train: Sequence[Cal
                 seconds: float, quantizers: int, metric: str, nncf) -> dict:
     """The JSON record written next to the INT8 encoder (keys documented in the README)."""
     import daftseg
-    from daftseg.inference.sessions import INT8_SUFFIX, import_openvino
+    from daftseg.inference.openvino_runtime import import_openvino
 
     return {
         "model": name,
-        "int8_xml": f"{src.stem}{INT8_SUFFIX}.xml",
+        "int8_xml": int8_encoder_file(src.parent, name).name,
         "source_xml": src.name,
         "source_sha256": {p.name: sha256_file(p) for p in (src, src.with_suffix(".bin"))},
         "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -377,6 +372,6 @@ def export_int8_models(models_dir: Path, names: Sequence[str], settings: Int8Set
             error(f"error: {e}")
             failed.append(name)
         except Exception as e:  # noqa: BLE001 - NNCF or OpenVINO failing on one model stops only that model
-            error(f"error: {name}_image_encoder_int8.xml not written: {type(e).__name__}: {e}")
+            error(f"error: {int8_encoder_file(models_dir, name).name} not written: {type(e).__name__}: {e}")
             failed.append(name)
     return failed

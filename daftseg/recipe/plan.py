@@ -20,6 +20,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from daftseg.inference.model_folder import LITE_MEDSAM, ONNX, image_encoder_file
 from daftseg.recipe.spec import Recipe, RecipeError, RunSpec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -172,14 +173,14 @@ class Planner:
         if models:
             self._add(Stage("export", [SCRIPTS["export"], "--models_dir", str(self.i.out / "models"), "--out_dir",
                                        str(onnx), "--names", *models], needs,
-                            [onnx / f"{n}_image_encoder.onnx" for n in models]))
+                            [image_encoder_file(onnx, n, ONNX) for n in models]))
             self._add(Stage("openvino", [SCRIPTS["openvino"], "--in_dir", str(onnx), "--out_dir", str(ov)],
-                            ["export"], [ov / f"{n}_image_encoder.xml" for n in models]))
+                            ["export"], [image_encoder_file(ov, n) for n in models]))
         if lite:
             # into openvinomodels directly (DAFT: liteov/ then `mv liteov/* openvinomodels/`)
             self._add(Stage("liteov", [SCRIPTS["liteov"], "--checkpoint", str(self.i.lite_medsam), "--onnx_dir",
                                        str(self.i.out / "liteonnx"), "--ov_dir", str(ov)],
-                            ["openvino"] if models else [], [ov / "lite_medsam_image_encoder.xml"]))
+                            ["openvino"] if models else [], [image_encoder_file(ov, LITE_MEDSAM)]))
         return list(self.stages.values())
 
 
