@@ -65,7 +65,7 @@ def tissue_labels(gm: Path, wm: Path, out: Path, threshold: int = 128) -> Path:
 
 def synthetic_ct(folder: Path, shape: tuple[int, int, int] = (40, 160, 160), seed: int = 5) -> tuple[Path, Path]:
     """A CT in Hounsfield units with a liver, a kidney and a vertebra, and its label map, as NIfTI."""
-    from daftseg.io.geometry import Geometry
+    from daftseg.io.grid import Geometry
     from daftseg.io.scan import write_labels
 
     d, h, w = shape

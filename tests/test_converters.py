@@ -12,8 +12,8 @@ from scan_writers import ORIGIN_XYZ, SPACING_XYZ, write_dicom_series
 from scan_writers import sitk_image as _sitk
 
 from daftseg.data import converters
-from daftseg.data.intensity import percentile_clip, window_ct
-from daftseg.data.sitk_volumes import GeometryError, read_dicom_series
+from daftseg.io.intensity import percentile_clip, window_ct
+from daftseg.io.medical import GeometryError, read_dicom_series
 
 SHAPE_ZYX = (6, 20, 24)
 

@@ -131,7 +131,7 @@ def test_intensity_is_the_converters(tmp_path):
 @pytest.mark.parametrize("window", [(40.0, 400.0), (-600.0, 1500.0), (40.0, 80.0)])
 def test_windowing_by_table_gives_window_cts_bytes(dtype, lo, hi, window):
     """The fast path (a table over the values present) equals the float64 windowing voxel for voxel."""
-    from daftseg.data.intensity import window_ct
+    from daftseg.io.intensity import window_ct
     from daftseg.io.normalise import TABLE_MIN_VOXELS, normalise_volume
 
     data = np.random.default_rng(1).integers(lo, hi, (4, 200, 200), endpoint=True).astype(dtype)

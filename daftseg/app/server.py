@@ -276,7 +276,7 @@ def create_app(config: AppConfig) -> Starlette:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
     async def info(request: Request) -> Response:
-        from daftseg.data.intensity import CT_WINDOWS
+        from daftseg.io.intensity import CT_WINDOWS
 
         return JSONResponse({"models": core.models(), "modalities_3d": MODALITIES_3D,
                              "modalities_2d": MODALITIES_2D, "windows": CT_WINDOWS,

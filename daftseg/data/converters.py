@@ -43,8 +43,8 @@ from pathlib import Path
 import numpy as np
 
 from daftseg.atomic import atomic_paths
-from daftseg.data.intensity import CT_WINDOWS
-from daftseg.data.label_boxes import boxes_from_labels, jitter_boxes
+from daftseg.io.intensity import CT_WINDOWS
+from daftseg.io.label_boxes import boxes_from_labels, jitter_boxes
 from daftseg.io.labels import integer_labels, labels_to_objects
 from daftseg.io.medical import GeometryError, Volume, check_same_geometry, read_volume
 from daftseg.io.normalise import MODALITIES_3D, add_intensity_arguments, intensity_from_args, normalise_volume

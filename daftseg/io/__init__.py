@@ -7,7 +7,7 @@ Imports no torch. SimpleITK (the ``[data]`` extra) is imported only when a medic
 or written; pictures go through OpenCV.
 """
 
-from daftseg.io.geometry import Geometry
+from daftseg.io.grid import Geometry
 from daftseg.io.normalise import Intensity
 from daftseg.io.scan import ScanError, read_label_map, read_scan, write_labels
 

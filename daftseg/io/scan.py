@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from daftseg.atomic import atomic_paths
-from daftseg.io.geometry import Geometry
+from daftseg.io.grid import Geometry
 from daftseg.io.medical import LABEL_WRITERS, Volume, medical_format, read_volume, write_label_image
 from daftseg.io.normalise import Intensity, normalise_volume
 from daftseg.io.pictures import is_picture, read_image_2d, read_mask_2d, write_png_labels

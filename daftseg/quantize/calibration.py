@@ -115,7 +115,7 @@ def read_npz_case(path: Path, gts_dir: Path | None = None) -> CalibrationCase:
     if boxes is None:
         if gts is None:
             raise CalibrationError(f"{path}: neither 'boxes' nor 'gts' (a case needs box prompts)")
-        from daftseg.data.label_boxes import boxes_from_labels, relabel_consecutive
+        from daftseg.io.label_boxes import boxes_from_labels, relabel_consecutive
 
         gts, _ = relabel_consecutive(np.asarray(gts))
         boxes = boxes_from_labels(gts)
