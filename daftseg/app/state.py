@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daftseg.geometry import postprocess_logits, preprocess_image, scale_box_to_256
+from daftseg.inference.case2d import box_masks
 from daftseg.inference.options import InferenceOptions
 
 MAX_UNDO = 200
@@ -102,13 +102,8 @@ class CachedModel:
 
 
 def slice_mask(model: CachedModel, image: np.ndarray, box4: np.ndarray) -> np.ndarray:
-    """(H, W) bool mask of one box on one image or slice: ``segment_2d``'s steps for one box."""
-    h, w = image.shape[:2]
-    x, new_hw = preprocess_image(image)
-    emb = model.encode(x)
-    boxes256 = scale_box_to_256(np.asarray(box4, np.int64)[None], h, w).astype(np.float32)
-    (low_res,) = model.decode(emb, boxes256, batch=1)
-    return postprocess_logits(low_res, new_hw, (h, w))
+    """(H, W) bool mask of one box on one image or slice: ``segment_2d``'s path for one box."""
+    return next(box_masks(model, image, np.asarray(box4, np.int64)[None]))
 
 
 @dataclass
