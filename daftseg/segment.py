@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from daftseg.inference.options import add_precision_arguments
-from daftseg.inference.routing import is_plain_model_name
-from daftseg.io.normalise import MODALITIES_3D, add_intensity_arguments, intensity_from_args
+from daftseg.inference.routing import is_plain_model_name, scan_case_name
+from daftseg.io.modality import MODALITIES_3D
+from daftseg.io.normalise import add_intensity_arguments, intensity_from_args
 
 BOX_CONVENTION = """\
 boxes:
@@ -151,7 +152,6 @@ def prepare(args: argparse.Namespace) -> Prepared:
         read_label_map,
         read_scan,
         scan_format,
-        scan_modality,
     )
 
     fmt = scan_format(args.image)
@@ -162,9 +162,10 @@ def prepare(args: argparse.Namespace) -> Prepared:
         label_suffix(args.output)
         _check_output(args.output, args)
     t0 = time.perf_counter()
-    image, geometry = read_scan(args.image, args.series_id, args.modality, intensity)
+    scan = read_scan(args.image, args.series_id, args.modality, intensity)
     read_seconds = time.perf_counter() - t0
-    modality = scan_modality(geometry, args.modality)
+    image, geometry, modality = scan.image, scan.geometry, scan.modality
+    del scan  # the stored values are not needed here: their memory (a CT's worth) is freed before the model loads
     is_3d = geometry.ndim == 3
     if is_3d and fmt != "npz" and modality not in MODALITIES_3D and intensity.mode == "auto":
         raise SegmentError(f"{args.image}: 3D scans need --modality CT, MR or PET (got {modality!r})")
@@ -195,7 +196,7 @@ def prepare(args: argparse.Namespace) -> Prepared:
     if fmt == "npz":
         route_name = Path(args.image).name  # a challenge case routes by its own name, as in the batch
     else:
-        route_name = f"{'3D' if is_3d else '2D'}Box_{modality or ''}"
+        route_name = scan_case_name(is_3d, modality)
     return Prepared(image, geometry, modality, boxes, values, names, world, route_name, output, read_seconds)
 
 

@@ -374,7 +374,29 @@ def test_model_input_is_read_scans_and_a_dicom_series_keeps_its_modality(client,
     opened = _open(client, "series")
     assert opened["modality"] == "MR" and opened["model"] == "3D"  # the tag, and 3DBox_MR's model
     core = client.app.state.daft
-    assert np.array_equal(core.scan(opened["id"]).image, read_scan(data / "series")[0])
+    assert np.array_equal(core.scan(opened["id"]).image, read_scan(data / "series").image)
     ct = _open(client, "ct.nii.gz")
-    assert np.array_equal(core.scan(ct["id"]).image, read_scan(data / "ct.nii.gz", modality="CT")[0])
+    assert np.array_equal(core.scan(ct["id"]).image, read_scan(data / "ct.nii.gz", modality="CT").image)
     assert _open(client, "ct.nii.gz", modality="MR")["model"] == "3D"  # chosen in the page
+
+
+def test_read_scan_with_modality_from_name_reads_what_the_app_opens(client, data):
+    """What the app shows and segments (values as stored, model input, modality, colour) is what
+    ``read_scan(..., modality_from_name=True)`` gives, for every kind of scan the app opens."""
+    from scan_writers import write_dicom_series, write_volume
+
+    from daftseg.io import read_scan
+
+    mr = (np.arange(np.prod(CT_SHAPE)).reshape(CT_SHAPE) % 700).astype(np.int16)
+    write_dicom_series(data / "series", mr, modality="MR")
+    write_volume(data / "knee_MR.nii.gz", mr)
+    np.savez(data / "2DBox_US_1.npz", imgs=mr[0].astype(np.uint8))
+    core = client.app.state.daft
+    expected = {"series": "MR", "knee_MR.nii.gz": "MR", "ct.nii.gz": "CT", "photo.png": None, "2DBox_US_1.npz": "US"}
+    for name, modality in expected.items():
+        opened = core.scan(_open(client, name)["id"])
+        scan = read_scan(data / name, modality_from_name=True)
+        assert scan.modality == opened.modality == modality, name
+        assert scan.rgb == opened.rgb and scan.geometry == opened.geometry, name
+        assert np.array_equal(scan.image, opened.image) and np.array_equal(scan.raw, opened.display), name
+        assert scan.raw.dtype == opened.display.dtype, name

@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 from daftseg.app.paths import PathRefused, inside, list_scans, upload_name
 from daftseg.app.state import AppError, CachedModel, Cancelled, EmbeddingCache, Job, ScanState
 from daftseg.inference.routing import MODEL_NAME_CHARS, is_plain_model_name
-from daftseg.io.normalise import MODALITIES_3D
+from daftseg.io.modality import MODALITIES_3D
 
 log = logging.getLogger("daftseg.app")
 STATIC = Path(__file__).parent / "static"
@@ -130,12 +130,14 @@ class App:
         from daftseg.io.scan import read_scan
 
         if fmt in ("image", "npz"):
-            image, geometry = read_scan(path)
+            scan = read_scan(path)
+            image, geometry = scan.image, scan.geometry
             rgb = image.ndim == 3 and geometry.ndim == 2
             return image, image, geometry, rgb, modality or guess_modality(path.name, geometry.ndim == 3)
         from daftseg.io.medical import read_volume
+        from daftseg.io.modality import scan_modality
         from daftseg.io.normalise import normalise_volume
-        from daftseg.io.scan import ScanError, scan_modality
+        from daftseg.io.scan import ScanError
 
         volume = read_volume(path, None, dims=(2, 3))
         geometry = volume.geometry(fmt if fmt != "other" else (path.suffix.lower().lstrip(".") or "unknown"))

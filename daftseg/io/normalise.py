@@ -16,8 +16,6 @@ import numpy as np
 from daftseg.io.intensity import CT_WINDOWS, percentile_clip, to_uint8_range, window_ct
 
 INTENSITY_MODES = ("auto", "window", "percentile", "none")
-# modalities of 3D scans, as they appear in challenge case names (prefix routing, spec §7.3)
-MODALITIES_3D = ("CT", "MR", "PET")
 # integer volumes at least this large with at most this many distinct values are windowed by table
 TABLE_MIN_VOXELS = 1 << 16
 TABLE_MAX_VALUES = 1 << 20

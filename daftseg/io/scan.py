@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,16 +22,34 @@ import numpy as np
 from daftseg.atomic import atomic_paths
 from daftseg.io.grid import Geometry
 from daftseg.io.medical import LABEL_WRITERS, Volume, medical_format, read_volume, write_label_image
+from daftseg.io.modality import guess_modality, scan_modality
 from daftseg.io.normalise import Intensity, normalise_volume
 from daftseg.io.pictures import is_picture, read_image_2d, read_mask_2d, write_png_labels
 
-DICOM_MODALITY = {"CT": "CT", "MR": "MR", "PT": "PET"}  # DICOM (0008,0060) -> case-name modality
 LABEL_SUFFIXES = (*LABEL_WRITERS, ".png", ".npz")
 MAX_LABEL = 65535  # label values fit uint16, the dtype of DAFT's segs
 
 
 class ScanError(ValueError):
     """A scan, label map or output path cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Scan:
+    """A scan read by ``read_scan``.
+
+    image: the model input, (D, H, W) uint8 or (H, W, 3) uint8 RGB; raw: the values as stored
+    (Hounsfield units for CT), (D, H, W) or (H, W) for medical formats, and for pictures and npz the
+    same array as ``image`` (no copy); geometry: its voxel grid; modality: the one given, else the
+    DICOM tag's, else (``modality_from_name``) the file name's, else None; rgb: a colour picture
+    (``raw`` is (H, W, 3)).
+    """
+
+    image: np.ndarray
+    raw: np.ndarray
+    geometry: Geometry
+    modality: str | None
+    rgb: bool
 
 
 def scan_format(path: Path) -> str:
@@ -48,43 +67,49 @@ def scan_format(path: Path) -> str:
     return medical_format(path) or "other"
 
 
-def scan_modality(geometry: Geometry, modality: str | None) -> str | None:
-    """The modality given, else the one a DICOM Modality tag names (CT, MR, PT -> PET), else None."""
-    if modality:
-        return modality
-    return DICOM_MODALITY.get(geometry.modality or "")
-
-
 def read_scan(path: str | Path, series_id: str | None = None, modality: str | None = None,
-              intensity: Intensity | None = None) -> tuple[np.ndarray, Geometry]:
-    """Read a scan and bring it to the runtime's layout and uint8 intensities.
+              intensity: Intensity | None = None, modality_from_name: bool = False) -> Scan:
+    """Read a scan: its stored values, the model input (uint8, the runtime's layout) and its grid.
 
     Args:
         series_id: the DICOM SeriesInstanceUID when a folder holds several series.
         modality: CT (windowing) or anything else (percentile clipping) for medical formats; a DICOM
-            series defaults to its Modality tag. Needed for medical formats under ``intensity`` auto.
+            series defaults to its Modality tag. Needed for medical formats under ``intensity`` auto,
+            unless ``modality_from_name`` finds one.
         intensity: ``Intensity`` (mode and CT window); default auto, abdomen window.
-
-    Returns:
-        (array, geometry): (D, H, W) uint8 or (H, W, 3) uint8, and its ``Geometry``.
+        modality_from_name: without a modality given or tagged, take ``guess_modality`` of the file
+            name (the app; a 3D scan then defaults to CT). ``daftseg-segment`` does not guess.
     """
     path = Path(path)
     intensity = intensity or Intensity()
     fmt = scan_format(path)
-    if fmt == "image":
-        rgb = read_image_2d(path, intensity)
-        return rgb, Geometry.identity(rgb.shape[1::-1], "image", str(path))
-    if fmt == "npz":
-        return _read_npz(path)
+    if fmt in ("image", "npz"):
+        image, geometry = (_read_picture(path, intensity) if fmt == "image" else _read_npz(path))
+        found = _resolve(geometry, modality, path, modality_from_name)
+        return Scan(image, image, geometry, found, image.ndim == 3 and geometry.ndim == 2)
     volume = read_volume(path, series_id, dims=(2, 3))
     geometry = volume.geometry(fmt if fmt != "other" else _suffix(path))
-    modality = scan_modality(geometry, modality)
-    if modality is None and intensity.mode in ("auto",):
+    found = _resolve(geometry, modality, path, modality_from_name)
+    if found is None and intensity.mode == "auto":
+        if modality_from_name:
+            raise ScanError(f"{path.name}: choose a modality (CT is windowed, MR/PET percentile-clipped)")
         raise ScanError(f"{path}: give --modality (CT is windowed, MR/PET percentile-clipped to uint8)")
-    array = normalise_volume(volume.array, modality, intensity.mode, intensity.window)
-    if array.ndim == 2:
-        array = np.repeat(array[:, :, None], 3, axis=2)
-    return array, geometry
+    image = normalise_volume(volume.array, found, intensity.mode, intensity.window)
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    return Scan(image, volume.array, geometry, found, False)
+
+
+def _resolve(geometry: Geometry, modality: str | None, path: Path, from_name: bool) -> str | None:
+    found = scan_modality(geometry, modality)
+    if found is None and from_name:
+        found = guess_modality(path.name, geometry.ndim == 3) or None
+    return found
+
+
+def _read_picture(path: Path, intensity: Intensity) -> tuple[np.ndarray, Geometry]:
+    rgb = read_image_2d(path, intensity)
+    return rgb, Geometry.identity(rgb.shape[1::-1], "image", str(path))
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, Geometry]:
