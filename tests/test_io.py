@@ -102,12 +102,12 @@ def test_volume_round_trip_keeps_geometry_and_labels_on_their_points(tmp_path, e
     assert np.allclose(g.spacing, SPACING_XYZ, atol=1e-6) and np.allclose(g.direction, ROTATED, atol=1e-5)
     labels = _labels()
     written = write_labels(labels, g, tmp_path / f"seg{ext}")
-    assert written == [tmp_path / f"seg{ext}"]
-    out = sitk.ReadImage(str(written[0]))
+    assert written == tmp_path / f"seg{ext}"
+    out = sitk.ReadImage(str(written))
     _assert_same_grid(scan, out)
     assert np.array_equal(sitk.GetArrayFromImage(out), labels)
     _assert_labels_on_same_points(scan, labels, out)
-    again = read_scan(written[0], intensity=Intensity("none"))
+    again = read_scan(written, intensity=Intensity("none"))
     again, g2 = again.image, again.geometry
     assert again.shape == SHAPE and np.array_equal(again, labels)
     assert np.allclose(g2.origin, g.origin, atol=1e-5) and np.allclose(g2.direction, g.direction, atol=1e-5)
@@ -185,7 +185,7 @@ def test_dicom_series_round_trip_with_rotation(tmp_path):
     reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder)))
     scan = reader.Execute()
     labels = _labels()
-    out_path = write_labels(labels, g, tmp_path / "seg.nii.gz")[0]
+    out_path = write_labels(labels, g, tmp_path / "seg.nii.gz")
     out = sitk.ReadImage(str(out_path))
     _assert_same_grid(scan, out)
     _assert_labels_on_same_points(scan, labels, out)

@@ -188,14 +188,11 @@ class App:
         return job
 
     def save(self, scan: ScanState, output: str, overwrite: bool) -> list[str]:
-        from daftseg import __version__
-        from daftseg.atomic import atomic_paths
-        from daftseg.io.scan import _json_text, label_suffix, sidecar_path, write_labels
+        from daftseg.io.results import ResultBox, ResultInfo, label_suffix, result_paths, write_result
 
         target = inside(self.data, output, must_exist=False)
         label_suffix(target, scan.geometry)
-        boxes_file = sidecar_path(target).with_name(sidecar_path(target).stem + "_boxes.json")
-        finals = [target, sidecar_path(target), boxes_file]
+        finals = list(result_paths(target))
         for f in finals:
             if f.resolve() == scan.path.resolve() or (scan.path.is_dir() and scan.path.resolve() in f.parents):
                 raise AppError(f"{f.name} is the scan itself; choose another name")
@@ -207,16 +204,9 @@ class App:
         if existing and not overwrite:
             raise Exists(existing)
         labels = scan.label_map(self.model_for(scan))
-        boxes = scan.boxes_json()
-        sidecar = {"labels_file": target.name, "image": scan.relative, "modality": scan.modality,
-                   "model": scan.model, "box_space": "voxel", "box_source": "boxes",
-                   "boxes": [{"label": b["label"], "name": b["name"], "box_voxel": b["box"],
-                              "voxels": int((labels == b["label"]).sum())} for b in boxes["boxes"]],
-                   "geometry": scan.geometry.to_dict(), "zmax_inclusive": False, "daftseg_version": __version__,
-                   "boxes_file": boxes_file.name}
-        write_labels(labels, scan.geometry, target, sidecar=sidecar)
-        with atomic_paths([boxes_file]) as (temp,):
-            temp.write_text(_json_text(boxes), encoding="utf-8")
+        boxes = [ResultBox(tuple(b["box"]), b["label"], b["name"]) for b in scan.boxes_json()["boxes"]]
+        write_result(labels, scan.geometry, target, boxes, ResultInfo(scan.relative, scan.modality, scan.model),
+                     overwrite=overwrite, inputs=[scan.path])
         return [str(f.relative_to(self.data)) for f in finals]
 
 

@@ -1,33 +1,23 @@
-"""``read_scan`` and ``write_labels``: a scan in the runtime's layout, and a label map back on its grid.
+"""``read_scan``: a scan as stored and as the model takes it, with its grid; ``read_label_map``.
 
 Formats read: NIfTI (``.nii``, ``.nii.gz``), a DICOM series folder (or one ``.dcm`` file), NRRD, MHA
 and whatever else SimpleITK reads; PNG/JPG/TIFF/BMP pictures (OpenCV); challenge npz (``imgs``).
-Runtime layout: 3D (D, H, W) uint8 = (z, y, x); 2D (H, W, 3) uint8 RGB.
-
-Formats written (by the output name): ``.nii.gz``/``.nii``/``.nrrd``/``.mha`` with the scan's
-spacing, origin and direction (the label map overlays the scan voxel for voxel in a viewer),
-``.png`` for 2D, ``.npz`` (``segs``, uint16 as DAFT). DICOM SEG is not written (out of scope): a
-DICOM series gets NIfTI, which 3D Slicer and ITK-SNAP overlay on the series. Every write is atomic.
+Runtime layout: 3D (D, H, W) uint8 = (z, y, x); 2D (H, W, 3) uint8 RGB. Results are written back
+by ``daftseg.io.results``.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from daftseg.atomic import atomic_paths
 from daftseg.io.grid import Geometry
-from daftseg.io.medical import LABEL_WRITERS, Volume, medical_format, read_volume, write_label_image
+from daftseg.io.medical import Volume, medical_format, read_volume
 from daftseg.io.modality import guess_modality, scan_modality
 from daftseg.io.normalise import Intensity, normalise_volume
-from daftseg.io.pictures import is_picture, read_image_2d, read_mask_2d, write_png_labels
-
-LABEL_SUFFIXES = (*LABEL_WRITERS, ".png", ".npz")
-MAX_LABEL = 65535  # label values fit uint16, the dtype of DAFT's segs
+from daftseg.io.pictures import is_picture, read_image_2d, read_mask_2d
 
 
 class ScanError(ValueError):
@@ -177,67 +167,6 @@ def read_label_map(path: str | Path, geometry: Geometry, series_id: str | None =
     return integer_labels(labels, str(path))
 
 
-def label_suffix(path: str | Path, geometry: Geometry | None = None) -> str:
-    """The output format of ``path`` (its suffix), or a ScanError saying why it cannot hold these labels
-    (without ``geometry``, only whether the format is one that labels are written in)."""
-    name = Path(path).name.lower()
-    suffix = next((s for s in LABEL_SUFFIXES if name.endswith(s)), None)
-    if suffix is None:
-        if name.endswith(".dcm") or not Path(name).suffix:
-            raise ScanError(f"{path}: DICOM SEG output is out of scope; write NIfTI (.nii.gz), which 3D Slicer "
-                            "and ITK-SNAP overlay on the DICOM series")
-        if name.endswith(".mhd"):
-            raise ScanError(f"{path}: .mhd writes two files; use .mha (one file)")
-        raise ScanError(f"{path}: unsupported label format; use one of {', '.join(LABEL_SUFFIXES)}")
-    if suffix == ".png" and geometry is not None and geometry.ndim != 2:
-        raise ScanError(f"{path}: PNG holds 2D label maps only; this scan is 3D (use .nii.gz)")
-    return suffix
-
-
-def write_labels(labels: np.ndarray, geometry: Geometry, path: str | Path,
-                 sidecar: dict | None = None) -> list[Path]:
-    """Write a label map on ``geometry``'s grid, atomically; returns the paths written.
-
-    Args:
-        labels: (D, H, W) or (H, W) non-negative integers up to 65535, in the runtime's layout.
-        path: the output; its ending chooses the format (see the module docstring).
-        sidecar: written as JSON next to ``path`` (same name, ``.json``) in the same atomic step.
-    """
-    path = Path(path)
-    suffix = label_suffix(path, geometry)
-    labels = np.asarray(labels)
-    if tuple(labels.shape) != geometry.array_shape:
-        raise ScanError(f"label map shape {labels.shape} does not match the scan's {geometry.array_shape}")
-    top = int(labels.max(initial=0))
-    if (labels.size and labels.min() < 0) or top > MAX_LABEL:
-        raise ScanError(f"label values must lie in 0..{MAX_LABEL}")
-    finals = [path] + ([sidecar_path(path)] if sidecar is not None else [])
-    with atomic_paths(finals) as temps:
-        if suffix == ".png":
-            write_png_labels(labels, temps[0])
-        elif suffix == ".npz":
-            np.savez_compressed(temps[0], segs=labels.astype(np.uint16))
-        else:
-            write_label_image(labels.astype(np.uint8 if top <= 255 else np.uint16), geometry, temps[0], suffix)
-        if sidecar is not None:
-            temps[1].write_text(_json_text(sidecar), encoding="utf-8")
-    return finals
-
-
-def _json_text(data: dict) -> str:
-    """Indented JSON with lists of numbers kept on one line (boxes stay readable)."""
-    text = json.dumps(data, indent=2)
-    return re.sub(r"\[\s+([-+.,\deE\s]+?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text) + "\n"
-
-
-def sidecar_path(path: Path) -> Path:
-    """``seg.nii.gz`` -> ``seg.json``: the label map's name without its format ending."""
-    path = Path(path)
-    name = path.name
-    suffix = next((s for s in LABEL_SUFFIXES if name.lower().endswith(s)), Path(name).suffix)
-    return path.with_name(name[: len(name) - len(suffix)] + ".json")
-
-
 def scan_stem(path: Path) -> str:
     """File name without its format ending; a folder's own name."""
     name = Path(path).name
@@ -246,15 +175,6 @@ def scan_stem(path: Path) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
-
-
-def default_output(path: Path, geometry: Geometry) -> Path:
-    """``<stem>_seg`` + the scan's own format (NIfTI for DICOM and other formats, PNG for pictures)."""
-    ext = {"nifti": ".nii.gz", "nrrd": ".nrrd", "mha": ".mha", "image": ".png", "npz": ".npz"}
-    suffix = ext.get(geometry.source_format, ".nii.gz")
-    if Path(path).name.lower().endswith(".nii"):
-        suffix = ".nii"
-    return Path(f"{scan_stem(path)}_seg{suffix}")
 
 
 def _suffix(path: Path) -> str:
