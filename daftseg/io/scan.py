@@ -24,7 +24,7 @@ class ScanError(ValueError):
     """A scan, label map or output path cannot be used; the message names the file and the problem."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: a scan is compared by identity, not element by element
 class Scan:
     """A scan read by ``read_scan``.
 
