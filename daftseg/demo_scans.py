@@ -55,7 +55,7 @@ def fetch_mni(folder: Path, wheel: Path | None = None) -> dict[str, Path]:
 def tissue_labels(gm: Path, wm: Path, out: Path, threshold: int = 128) -> Path:
     """1 where the white-matter map is >= 50%, else 2 where the grey-matter map is; written on their grid."""
     from daftseg.io.medical import read_volume_file
-    from daftseg.io.scan import write_labels
+    from daftseg.io.results import write_labels
 
     g, w = read_volume_file(gm), read_volume_file(wm)
     labels = np.where(w.array >= threshold, 1, np.where(g.array >= threshold, 2, 0)).astype(np.uint8)
@@ -65,8 +65,8 @@ def tissue_labels(gm: Path, wm: Path, out: Path, threshold: int = 128) -> Path:
 
 def synthetic_ct(folder: Path, shape: tuple[int, int, int] = (40, 160, 160), seed: int = 5) -> tuple[Path, Path]:
     """A CT in Hounsfield units with a liver, a kidney and a vertebra, and its label map, as NIfTI."""
-    from daftseg.io.geometry import Geometry
-    from daftseg.io.scan import write_labels
+    from daftseg.io.grid import Geometry
+    from daftseg.io.results import write_labels
 
     d, h, w = shape
     zz, yy, xx = np.mgrid[:d, :h, :w].astype(np.float32)

@@ -8,8 +8,9 @@
 The scan is read by ``daftseg.io`` (intensities exactly as the converters make them), segmented by
 ``Segmenter`` with the model the batch script would route it to, and the label map is written with
 the scan's spacing, origin and direction, next to a JSON sidecar that records the boxes, their
-label values and names, the model and the geometry. The result equals converting the scan to a
-challenge npz, running ``PerfectMetaOpenVINO.py`` and putting ``segs`` back on the grid.
+label values and names, the model and the geometry, and the boxes file that repeats the run
+(``daftseg.io.results``). The result equals converting the scan to a challenge npz, running
+``PerfectMetaOpenVINO.py`` and putting ``segs`` back on the grid.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from daftseg.inference.options import add_precision_arguments
-from daftseg.inference.routing import is_plain_model_name
-from daftseg.io.normalise import MODALITIES_3D, add_intensity_arguments, intensity_from_args
+from daftseg.inference.routing import is_plain_model_name, scan_case_name
+from daftseg.io.modality import MODALITIES_3D
+from daftseg.io.normalise import add_intensity_arguments, intensity_from_args
 
 BOX_CONVENTION = """\
 boxes:
@@ -42,10 +44,11 @@ boxes:
     x_min,y_min[,z_min],x_max,y_max[,z_max][,label][,name].
   Box k (1-based) paints its mask with its label value (default k); a later box overwrites an
   earlier one where they overlap, as in the batch script. Labels and names go into a JSON
-  sidecar next to the label map (seg.nii.gz -> seg.json).
+  sidecar next to the label map (seg.nii.gz -> seg.nii.gz.json), and the voxel boxes into
+  seg.nii.gz.boxes.json, which --boxes reads to repeat the run.
 output: the ending of -o chooses the format: .nii.gz/.nii/.nrrd/.mha (with the scan's geometry),
-  .png (2D), .npz (segs). A DICOM series gets NIfTI; DICOM SEG is not written. An existing output is
-  kept unless --overwrite; the input is never overwritten. Exit code 0 on success, 1 on any error
+  .png (2D), .npz (segs). A DICOM series gets NIfTI; DICOM SEG is not written. Existing outputs
+  (any of the three files) are kept unless --overwrite; an input is never overwritten. Exit code 0 on success, 1 on any error
   (one line on stderr; nothing is written)."""
 
 
@@ -107,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_intensity_arguments(p)
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="label map to write (default <scan name>_seg.<scan's format> in the current folder; "
-                        "NIfTI for DICOM); a JSON sidecar with the same name is written next to it")
+                        "NIfTI for DICOM); <OUTPUT>.json (sidecar) and <OUTPUT>.boxes.json (boxes) are "
+                        "written next to it")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (never the input)")
     return p
 
@@ -122,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         prepared = prepare(args)
         result, seconds = run_model(args, prepared)
         t0 = time.perf_counter()
-        written = write_result(args, prepared, result)
+        written = save_result(args, prepared, result)
         write_seconds = time.perf_counter() - t0
     except Exception as err:  # noqa: BLE001 - every failure is one line and exit code 1
         print(f"error: {_one_line(err)}", file=sys.stderr)
@@ -137,22 +141,17 @@ def main(argv: list[str] | None = None) -> int:
           f"model {result.model}, {result.slices} slice{'s' if result.slices != 1 else ''} segmented "
           f"in {seconds:.2f}s")
     values = np.unique(np.asarray(prepared.labels))
-    print(f"wrote {written[0]} (labels {', '.join(str(v) for v in values[:12])}{', ...' if values.size > 12 else ''}"
-          f" on the scan's grid) and {written[1]} in {write_seconds:.2f}s")
+    print(f"wrote {written.labels} (labels {', '.join(str(v) for v in values[:12])}"
+          f"{', ...' if values.size > 12 else ''} on the scan's grid), {written.sidecar} and {written.boxes} "
+          f"in {write_seconds:.2f}s")
     return 0
 
 
 def prepare(args: argparse.Namespace) -> Prepared:
     """Read the scan and the boxes and check the output, before any model is loaded."""
     from daftseg.io.prompts import label_values, parse_box_text, read_box_file, voxel_boxes
-    from daftseg.io.scan import (
-        default_output,
-        label_suffix,
-        read_label_map,
-        read_scan,
-        scan_format,
-        scan_modality,
-    )
+    from daftseg.io.results import default_output, label_suffix
+    from daftseg.io.scan import read_label_map, read_scan, scan_format
 
     fmt = scan_format(args.image)
     intensity = intensity_from_args(args)
@@ -162,9 +161,10 @@ def prepare(args: argparse.Namespace) -> Prepared:
         label_suffix(args.output)
         _check_output(args.output, args)
     t0 = time.perf_counter()
-    image, geometry = read_scan(args.image, args.series_id, args.modality, intensity)
+    scan = read_scan(args.image, args.series_id, args.modality, intensity)
     read_seconds = time.perf_counter() - t0
-    modality = scan_modality(geometry, args.modality)
+    image, geometry, modality = scan.image, scan.geometry, scan.modality
+    del scan  # the stored values are not needed here: their memory (a CT's worth) is freed before the model loads
     is_3d = geometry.ndim == 3
     if is_3d and fmt != "npz" and modality not in MODALITIES_3D and intensity.mode == "auto":
         raise SegmentError(f"{args.image}: 3D scans need --modality CT, MR or PET (got {modality!r})")
@@ -195,7 +195,7 @@ def prepare(args: argparse.Namespace) -> Prepared:
     if fmt == "npz":
         route_name = Path(args.image).name  # a challenge case routes by its own name, as in the batch
     else:
-        route_name = f"{'3D' if is_3d else '2D'}Box_{modality or ''}"
+        route_name = scan_case_name(is_3d, modality)
     return Prepared(image, geometry, modality, boxes, values, names, world, route_name, output, read_seconds)
 
 
@@ -237,71 +237,31 @@ def run_model(args: argparse.Namespace, prepared: Prepared):
     return result, time.perf_counter() - t0
 
 
-def write_result(args: argparse.Namespace, prepared: Prepared, result) -> list[Path]:
-    """Map box numbers to label values and write the label map and its sidecar together."""
-    from daftseg import __version__
-    from daftseg.io.scan import write_labels
+def save_result(args: argparse.Namespace, prepared: Prepared, result):
+    """Map box numbers to label values and write the label map, its sidecar and its boxes file together."""
+    from daftseg.io.results import ResultBox, ResultInfo, value_counts, write_result
 
     lut = np.concatenate([[0], prepared.labels]).astype(np.uint8 if prepared.labels.max() <= 255 else np.uint16)
     labels = lut[result.segs]
-    counts = _label_counts(result.segs, len(lut))
-    g = prepared.geometry
-    entries = []
-    for k, (box, value, name) in enumerate(zip(prepared.boxes, prepared.labels, prepared.names, strict=True)):
-        entry = {"label": int(value), "name": name, "box_voxel": [int(v) for v in box],
-                 "voxels": int(counts[k + 1])}
-        if prepared.world_boxes is not None:
-            entry["box_world_mm"] = prepared.world_boxes[k]
-        entries.append(entry)
-    sidecar = {
-        "labels_file": prepared.output.name,
-        "image": str(args.image),
-        "modality": prepared.modality,
-        "model": result.model,
-        "box_space": args.box_space,
-        "box_source": "boxes_from" if args.boxes_from is not None else "boxes",
-        "boxes": entries,
-        "geometry": g.to_dict(),
-        "zmax_inclusive": bool(args.zmax_inclusive),
-        "daftseg_version": __version__,
-    }
-    return write_labels(labels, g, prepared.output, sidecar=sidecar)
+    counts = value_counts(result.segs, len(lut))  # by box: two boxes of one label value keep their own counts
+    world = prepared.world_boxes or [None] * len(prepared.boxes)
+    boxes = [ResultBox(tuple(int(v) for v in box), int(value), name, None if mm is None else tuple(mm))
+             for box, value, name, mm in zip(prepared.boxes, prepared.labels, prepared.names, world, strict=True)]
+    info = ResultInfo(str(args.image), prepared.modality, result.model, args.box_space,
+                      "boxes_from" if args.boxes_from is not None else "boxes", bool(args.zmax_inclusive))
+    return write_result(labels, prepared.geometry, prepared.output, boxes, info, voxels=counts[1:].tolist(),
+                        overwrite=args.overwrite, inputs=_inputs(args))
 
 
-def _label_counts(segs: np.ndarray, n: int) -> np.ndarray:
-    """Voxels of each value 0..n-1, counted a block at a time: ``np.bincount`` converts its input to
-    int64, and for a whole CT that is a 250 MB copy whose page faults took seconds on a busy machine."""
-    counts = np.zeros(n, np.int64)
-    flat = segs.reshape(-1)
-    for start in range(0, flat.size, 1 << 20):
-        counts += np.bincount(flat[start:start + (1 << 20)], minlength=n)[:n]
-    return counts
+def _inputs(args: argparse.Namespace) -> list[Path]:
+    return [p for p in (args.image, args.boxes, args.boxes_from) if p is not None]
 
 
 def _check_output(output: Path, args: argparse.Namespace) -> None:
-    """The output must not be an input, must not exist (unless --overwrite), and its folder must be writable."""
-    import os
+    """All three files of the result: not an input, not existing (unless --overwrite), in a writable folder."""
+    from daftseg.io.results import check_outputs, result_paths
 
-    from daftseg.io.scan import sidecar_path
-
-    inputs = [p for p in (args.image, args.boxes, args.boxes_from) if p is not None]
-    for target in (output, sidecar_path(output)):
-        for source in inputs:
-            if Path(target).resolve() == Path(source).resolve():
-                raise SegmentError(f"output {target} is the input {source}; choose another -o")
-        if Path(args.image).is_dir() and Path(args.image).resolve() in Path(target).resolve().parents:
-            raise SegmentError(f"output {target} lies inside the DICOM folder {args.image}; choose another -o")
-        if (target.exists() or target.is_symlink()) and not args.overwrite:
-            raise SegmentError(f"{target} already exists (pass --overwrite to replace it)")
-        if target.is_dir():
-            raise SegmentError(f"{target} is a folder")
-    folder = output.resolve().parent
-    while not folder.exists():
-        folder = folder.parent
-    if not folder.is_dir():
-        raise SegmentError(f"cannot write {output}: {folder} is not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise SegmentError(f"cannot write {output}: folder {folder} is not writable")
+    check_outputs(list(result_paths(output)), _inputs(args), args.overwrite)
 
 
 def _one_line(err: Exception) -> str:

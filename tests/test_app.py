@@ -110,9 +110,9 @@ def test_3d_save_equals_daftseg_segment_and_keeps_the_grid(client, data, toy_mod
     assert wait_job(client, sid)["state"] == "done"  # box 1 is propagated by the save itself
     r = client.post(f"/api/scans/{sid}/save", json={"output": "ct_seg.nii.gz"})
     assert r.status_code == 200, r.text
-    assert r.json()["written"] == ["ct_seg.nii.gz", "ct_seg.json", "ct_seg_boxes.json"]
+    assert r.json()["written"] == ["ct_seg.nii.gz", "ct_seg.nii.gz.json", "ct_seg.nii.gz.boxes.json"]
 
-    boxes_file = data / "ct_seg_boxes.json"
+    boxes_file = data / "ct_seg.nii.gz.boxes.json"
     assert json.loads(boxes_file.read_text())["boxes"] == [
         {"box": BOX_A["coords"], "label": 4, "name": "liver"}, {"box": BOX_B["coords"], "label": 9, "name": "kidney"}]
     ref = tmp_path / "ref.nii.gz"
@@ -124,8 +124,8 @@ def test_3d_save_equals_daftseg_segment_and_keeps_the_grid(client, data, toy_mod
     assert set(np.unique(got)) == {0, 4, 9}
     assert saved.GetSize() == scan.GetSize() and np.allclose(saved.GetSpacing(), scan.GetSpacing())
     assert np.allclose(saved.GetOrigin(), scan.GetOrigin()) and np.allclose(saved.GetDirection(), ROTATED, atol=1e-5)
-    side = json.loads((data / "ct_seg.json").read_text())
-    assert side["model"] == "CT" and side["boxes_file"] == "ct_seg_boxes.json"
+    side = json.loads((data / "ct_seg.nii.gz.json").read_text())
+    assert side["model"] == "CT" and side["boxes_file"] == "ct_seg.nii.gz.boxes.json"
 
 
 def test_2d_save_equals_daftseg_segment(client, data, toy_models_dir, tmp_path):  # noqa: F811
@@ -134,7 +134,7 @@ def test_2d_save_equals_daftseg_segment(client, data, toy_models_dir, tmp_path):
     _add(client, sid, {"coords": [35, 25, 70, 55], "label": 7, "name": "lesion"})  # overlaps: later wins
     assert client.post(f"/api/scans/{sid}/save", json={"output": "photo_seg.png"}).status_code == 200
     ref = tmp_path / "ref.png"
-    assert _segment_cli("--image", data / "photo.png", "--boxes", data / "photo_seg_boxes.json",
+    assert _segment_cli("--image", data / "photo.png", "--boxes", data / "photo_seg.png.boxes.json",
                         "--modality", "Dermoscopy", "-m", toy_models_dir, "-o", ref) == 0
     import cv2
 
@@ -149,7 +149,7 @@ def test_save_never_overwrites_without_asking_and_never_the_scan(client, data):
     before = (data / "out.png").read_bytes()
     client.put(f"/api/scans/{sid}/boxes/1", json={"box": {"coords": [5, 5, 30, 30]}})
     r = client.post(f"/api/scans/{sid}/save", json={"output": "out.png"})
-    assert r.status_code == 409 and r.json()["exists"] == ["out.png", "out.json", "out_boxes.json"]
+    assert r.status_code == 409 and r.json()["exists"] == ["out.png", "out.png.json", "out.png.boxes.json"]
     assert (data / "out.png").read_bytes() == before
     assert client.post(f"/api/scans/{sid}/save", json={"output": "out.png", "overwrite": True}).status_code == 200
     assert (data / "out.png").read_bytes() != before
@@ -271,11 +271,11 @@ def test_model_by_name_is_the_model_that_segments(client, data, toy_models_dir, 
     assert client.post(f"/api/scans/{sid}/settings", json={"model": "XRay"}).json()["model"] == "XRay"
     assert _sessions(client, "XRay").decoder_calls == 1  # the preview was recomputed with XRay
     assert client.post(f"/api/scans/{sid}/save", json={"output": "x_seg.png"}).status_code == 200
-    assert _segment_cli("--image", data / "photo.png", "--boxes", data / "x_seg_boxes.json", "--model", "XRay",
+    assert _segment_cli("--image", data / "photo.png", "--boxes", data / "x_seg.png.boxes.json", "--model", "XRay",
                         "-m", toy_models_dir, "-o", tmp_path / "ref.png") == 0
     got = cv2.imread(str(data / "x_seg.png"), cv2.IMREAD_UNCHANGED)
     assert np.array_equal(got, cv2.imread(str(tmp_path / "ref.png"), cv2.IMREAD_UNCHANGED)) and got.any()
-    assert json.loads((data / "x_seg.json").read_text())["model"] == "XRay"
+    assert json.loads((data / "x_seg.png.json").read_text())["model"] == "XRay"
     assert _open(client, "photo.png", modality="X-Ray")["model"] == "XRay"  # routed from the modality
 
 
@@ -380,9 +380,9 @@ def test_model_input_is_read_scans_and_a_dicom_series_keeps_its_modality(client,
     opened = _open(client, "series")
     assert opened["modality"] == "MR" and opened["model"] == "3D"  # the tag, and 3DBox_MR's model
     core = client.app.state.daft
-    assert np.array_equal(core.scan(opened["id"]).image, read_scan(data / "series")[0])
+    assert np.array_equal(core.scan(opened["id"]).image, read_scan(data / "series").image)
     ct = _open(client, "ct.nii.gz")
-    assert np.array_equal(core.scan(ct["id"]).image, read_scan(data / "ct.nii.gz", modality="CT")[0])
+    assert np.array_equal(core.scan(ct["id"]).image, read_scan(data / "ct.nii.gz", modality="CT").image)
     assert _open(client, "ct.nii.gz", modality="MR")["model"] == "3D"  # chosen in the page
 
 
@@ -487,3 +487,40 @@ def test_the_job_estimates_the_time_left_from_the_slices_done():
     assert 19.5 <= job.to_dict()["eta"] <= 20.5
     job.state = "done"
     assert job.to_dict()["eta"] is None
+
+
+def test_read_scan_with_modality_from_name_reads_what_the_app_opens(client, data):
+    """What the app shows and segments (values as stored, model input, modality, colour) is what
+    ``read_scan(..., modality_from_name=True)`` gives, for every kind of scan the app opens."""
+    from scan_writers import write_dicom_series, write_volume
+
+    from daftseg.io import read_scan
+
+    mr = (np.arange(np.prod(CT_SHAPE)).reshape(CT_SHAPE) % 700).astype(np.int16)
+    write_dicom_series(data / "series", mr, modality="MR")
+    write_volume(data / "knee_MR.nii.gz", mr)
+    np.savez(data / "2DBox_US_1.npz", imgs=mr[0].astype(np.uint8))
+    core = client.app.state.daft
+    expected = {"series": "MR", "knee_MR.nii.gz": "MR", "ct.nii.gz": "CT", "photo.png": None, "2DBox_US_1.npz": "US"}
+    for name, modality in expected.items():
+        opened = core.scan(_open(client, name)["id"])
+        scan = read_scan(data / name, modality_from_name=True)
+        assert scan.modality == opened.modality == modality, name
+        assert scan.rgb == opened.rgb and scan.geometry == opened.geometry, name
+        assert np.array_equal(scan.image, opened.image) and np.array_equal(scan.raw, opened.display), name
+        assert scan.raw.dtype == opened.display.dtype, name
+
+
+def test_a_3d_and_a_2d_save_in_one_folder_share_no_file(client, data):
+    """The bug of the old names: seg.png after seg.nii.gz asked to replace seg.json and seg_boxes.json."""
+    ct = _open(client, "ct.nii.gz")["id"]
+    _add(client, ct, BOX_A)
+    assert client.post(f"/api/scans/{ct}/save", json={"output": "seg.nii.gz"}).status_code == 200
+    photo = _open(client, "photo.png", modality="Dermoscopy")["id"]
+    _add(client, photo, {"coords": [15, 10, 45, 40], "label": 3})
+    r = client.post(f"/api/scans/{photo}/save", json={"output": "seg.png"})
+    assert r.status_code == 200, r.text
+    assert r.json()["written"] == ["seg.png", "seg.png.json", "seg.png.boxes.json"]
+    assert json.loads((data / "seg.nii.gz.json").read_text())["labels_file"] == "seg.nii.gz"
+    assert json.loads((data / "seg.png.boxes.json").read_text())["boxes"] == [
+        {"box": [15, 10, 45, 40], "label": 3, "name": None}]

@@ -80,7 +80,7 @@ def test_3d_draw_propagate_save_in_a_browser(page, served, tmp_path, toy_models_
     scan = sitk.ReadImage(str(data / "ct.nii.gz"))
     assert saved.GetSize() == scan.GetSize() and np.allclose(saved.GetSpacing(), scan.GetSpacing())
     assert np.allclose(saved.GetOrigin(), scan.GetOrigin()) and np.allclose(saved.GetDirection(), scan.GetDirection())
-    assert json.loads((data / "ct_seg_boxes.json").read_text())["boxes"] == [
+    assert json.loads((data / "ct_seg.nii.gz.boxes.json").read_text())["boxes"] == [
         {"box": [6, 7, 1, 25, 22, 7], "label": 4, "name": "liver"}]
 
 

@@ -12,8 +12,8 @@ from scan_writers import ORIGIN_XYZ, SPACING_XYZ, write_dicom_series
 from scan_writers import sitk_image as _sitk
 
 from daftseg.data import converters
-from daftseg.data.intensity import percentile_clip, window_ct
-from daftseg.data.sitk_volumes import GeometryError, read_dicom_series
+from daftseg.io.intensity import percentile_clip, window_ct
+from daftseg.io.medical import GeometryError, read_dicom_series
 
 SHAPE_ZYX = (6, 20, 24)
 
@@ -74,8 +74,12 @@ def test_windowing_and_percentile_clipping():
     mr[1:] = np.linspace(1, 999, 999)
     mr[-1] = 1e6  # an outlier above the 99.5th percentile is clipped, not used as the maximum
     out = percentile_clip(mr)
-    assert out[0] == 0 and out.max() == 255 and out[500] == pytest.approx(127, abs=2)
-    assert (out[1:] <= out[1:].max()).all() and out[-1] == 255
+    # positive voxels 1..998 and 1e6 (999 of them); linear percentiles at 0.005 * 998 = 4.99 and
+    # 0.995 * 998 = 993.01: 5 + 0.99 = 5.99 and 994 + 0.01 = 994.01; (v - 5.99) / 988.02 * 255, truncated
+    idx = [0, 1, 6, 100, 500, 900, 998, 999]
+    assert out[idx].tolist() == [0, 0, 0, 24, 127, 230, 255, 255]
+    # five positive values: percentiles 10 + 0.02 * 10 = 10.2 and 40 + 0.98 * 960 = 980.8; the 0 stays 0
+    assert percentile_clip(np.array([0, 10, 20, 30, 40, 1000])).tolist() == [0, 0, 2, 5, 7, 255]
     assert percentile_clip(np.zeros((3, 3))).max() == 0
 
 
@@ -150,6 +154,8 @@ def test_dicom_series_with_modality_from_the_tag(tmp_path, capsys):
     assert "spacing (zyx) 2.5, 0.8, 0.7 mm" in capsys.readouterr().out
     with np.load(out / "imgs" / "3DBox_CT_series1.npz") as f:
         assert f["imgs"].shape == SHAPE_ZYX and f["boxes"].shape == (2, 6)
+        # the tag's CT gets the abdomen window (by hand: -1000 -> 0, 40 -> 127, 1000 -> 255)
+        assert (f["imgs"][0, 1, 1], f["imgs"][0, 5, 5], f["imgs"][0, 0, 0]) == (0, 127, 255)
         assert f["spacing"].tolist() == pytest.approx([2.5, 0.8, 0.7])
     # A label on another grid (shifted origin) is refused.
     sitk.WriteImage(_sitk(label, origin=(0.0, 0.0, 0.0)), str(tmp_path / "seg_bad.nii.gz"))

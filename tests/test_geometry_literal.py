@@ -370,6 +370,18 @@ def test_2d_clip_to_box_keeps_the_box_rows_and_columns() -> None:
     assert segs.sum() == 31 * 21
 
 
+def test_box_masks_gives_each_box_its_mask_and_encodes_nothing_without_boxes() -> None:
+    from daftseg.inference.case2d import box_masks
+
+    model = BoxModel()
+    (mask,) = list(box_masks(model, np.zeros((256, 256, 3), np.uint8), np.array([[10, 20, 30, 50]])))
+    rows, cols = np.nonzero(mask)  # 256 x 256: no resizing, the mask is the box: rows 20..50, columns 10..30
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (20, 50, 10, 30) and mask.sum() == 31 * 21
+    assert model.encoded == [0] and model.calls == [(1, 1)]
+    empty = BoxModel()
+    assert list(box_masks(empty, np.zeros((5, 6, 3), np.uint8), np.zeros((0, 4)))) == [] and empty.encoded == []
+
+
 def test_2d_no_boxes_is_all_zero() -> None:
     segs = segment_2d(BoxModel(), np.zeros((5, 6, 3), np.uint8), np.zeros((0, 4)))
     assert segs.shape == (5, 6) and not segs.any()

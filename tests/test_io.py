@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,6 +18,8 @@ from scan_writers import ROTATED, SPACING_XYZ, sitk_image, write_dicom_series, w
 
 from daftseg.data import converters
 from daftseg.io import Geometry, Intensity, ScanError, read_label_map, read_scan, write_labels
+from daftseg.io.intensity import CT_WINDOWS
+from daftseg.io.normalise import intensity_from_args
 from daftseg.io.prompts import Box, BoxError, parse_box_text, read_box_file, voxel_boxes
 
 SHAPE = (6, 20, 24)  # (z, y, x)
@@ -90,40 +93,68 @@ def test_volume_round_trip_keeps_geometry_and_labels_on_their_points(tmp_path, e
     """Read, write, read: same spacing, origin, direction; each label on the same physical point."""
     path = write_volume(tmp_path / f"ct{ext}", _ct(), direction=ROTATED)
     scan = sitk.ReadImage(str(path))
-    array, g = read_scan(path, modality="CT")
+    got = read_scan(path, modality="CT")
+    array, g = got.image, got.geometry
     assert array.shape == SHAPE and array.dtype == np.uint8
+    assert got.modality == "CT" and not got.rgb and np.array_equal(got.raw, _ct())  # HU as stored
     assert g.axes == "zyx" and g.size == (24, 20, 6) and g.source_format == ext.strip(".").split(".")[0].replace(
         "nii", "nifti")
     assert np.allclose(g.spacing, SPACING_XYZ, atol=1e-6) and np.allclose(g.direction, ROTATED, atol=1e-5)
     labels = _labels()
     written = write_labels(labels, g, tmp_path / f"seg{ext}")
-    assert written == [tmp_path / f"seg{ext}"]
-    out = sitk.ReadImage(str(written[0]))
+    assert written == tmp_path / f"seg{ext}"
+    out = sitk.ReadImage(str(written))
     _assert_same_grid(scan, out)
     assert np.array_equal(sitk.GetArrayFromImage(out), labels)
     _assert_labels_on_same_points(scan, labels, out)
-    again, g2 = read_scan(written[0], intensity=Intensity("none"))
+    again = read_scan(written, intensity=Intensity("none"))
+    again, g2 = again.image, again.geometry
     assert again.shape == SHAPE and np.array_equal(again, labels)
     assert np.allclose(g2.origin, g.origin, atol=1e-5) and np.allclose(g2.direction, g.direction, atol=1e-5)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"ct{ext}", f"seg{ext}"])  # no temporaries
 
 
-def test_intensity_is_the_converters(tmp_path):
-    """CT windowing and MR percentile clipping: the same uint8 volume as the converters write."""
+# _ct()'s ramp (columns 3..20: -100, -80, ..., 240 HU) windowed by hand, as MedSAM's pre_CT_MR.py:
+# clip to [WL - WW/2, WL + WW/2], rescale the clipped data's own min..max to 0..255, truncate.
+# Abdomen 40/400: [-160, 240]; the data (-1000..1000) reach both ends: (v + 160) / 400 * 255.
+RAMP_ABDOMEN = [38, 51, 63, 76, 89, 102, 114, 127, 140, 153, 165, 178, 191, 204, 216, 229, 242, 255]
+# Lung -600/1500: [-1350, 150]; the clipped data's min is -1000, not -1350: (v + 1000) / 1150 * 255.
+RAMP_LUNG = [199, 204, 208, 212, 217, 221, 226, 230, 235, 239, 243, 248, 252, 255, 255, 255, 255, 255]
+
+
+def test_intensity_by_hand_and_as_the_converters(tmp_path):
+    """CT windows and MR percentile clipping give the hand-computed bytes, and the converters write the same."""
     ct_path = write_volume(tmp_path / "ct.nii.gz", _ct())
+    for window, ramp in (("abdomen", RAMP_ABDOMEN), ("lung", RAMP_LUNG)):
+        ct = read_scan(ct_path, modality="CT", intensity=Intensity("auto", CT_WINDOWS[window])).image
+        assert ct[0, 0, 0] == 255 and ct[0, 0, 1] == 0 and ct[5, 19, 23] == 0  # 1000 HU and air
+        assert (ct[:, 2:18, 3:21] == np.array(ramp, np.uint8)).all(), ct[0, 2, 3:21].tolist()
+    # MR: clip to the 0.5 and 99.5 percentiles of the positive voxels (10, 20, 30, 40, 1000; linear
+    # interpolation: 10 + 0.02 * 10 = 10.2 and 40 + 0.98 * 960 = 980.8), rescale, zeros stay 0:
+    # (v - 10.2) / 970.6 * 255 -> 0, 2.57, 5.20, 7.83, 255
+    mr_path = write_volume(tmp_path / "mr.nii.gz", np.array([[[0, 10, 20, 30, 40, 1000]]], np.float32))
+    assert read_scan(mr_path, modality="MR").image.ravel().tolist() == [0, 0, 2, 5, 7, 255]
+
     lab_path = write_volume(tmp_path / "lab.nii.gz", _labels())
     vol, lab = converters.read_volume(ct_path), converters.read_volume(lab_path)
     for modality, window in (("CT", "abdomen"), ("CT", "lung"), ("MR", "abdomen")):
         args = converters.build_parser().parse_args(["nifti", "x", "y", "-o", "o", "--modality", modality,
                                                      "--window", window])
-        from daftseg.io.normalise import intensity_from_args
-
         intensity = intensity_from_args(args)
+        assert intensity.window == CT_WINDOWS[window]
         expected = converters.convert_volume(vol, lab, modality, window=intensity.window).imgs
-        assert np.array_equal(read_scan(ct_path, modality=modality, intensity=intensity)[0], expected)
-    # CT abdomen window (WL 40, WW 400) on data spanning it: -1000 -> 0, 1000 -> 255, 40 -> 127
-    ct = read_scan(ct_path, modality="CT")[0]
-    assert ct[0, 0, 0] == 255 and ct[0, 0, 1] == 0 and ct[0, 2, 10] == int((40 + 160) / 400 * 255)
+        assert np.array_equal(read_scan(ct_path, modality=modality, intensity=intensity).image, expected)
+
+
+def test_windowing_by_table_by_hand():
+    """The table path (integer volumes over 65536 voxels) on values worked out by hand (abdomen window)."""
+    from daftseg.io.normalise import TABLE_MIN_VOXELS, normalise_volume
+
+    hu = np.tile(np.array([-1000, -160, 40, 240, 1000], np.int16), 20000)
+    assert hu.size > TABLE_MIN_VOXELS
+    # [-160, 240] over data reaching both: (v + 160) / 400 * 255 = 0, 0, 127.5, 255, 255 (clipped), truncated
+    assert np.array_equal(normalise_volume(hu, "CT", "window", (40.0, 400.0)),
+                          np.tile(np.array([0, 0, 127, 255, 255], np.uint8), 20000))
 
 
 @pytest.mark.parametrize("dtype, lo, hi", [(np.int16, -1024, 3000), (np.int16, -100, 200), (np.int16, -32768, 32767),
@@ -131,7 +162,7 @@ def test_intensity_is_the_converters(tmp_path):
 @pytest.mark.parametrize("window", [(40.0, 400.0), (-600.0, 1500.0), (40.0, 80.0)])
 def test_windowing_by_table_gives_window_cts_bytes(dtype, lo, hi, window):
     """The fast path (a table over the values present) equals the float64 windowing voxel for voxel."""
-    from daftseg.data.intensity import window_ct
+    from daftseg.io.intensity import window_ct
     from daftseg.io.normalise import TABLE_MIN_VOXELS, normalise_volume
 
     data = np.random.default_rng(1).integers(lo, hi, (4, 200, 200), endpoint=True).astype(dtype)
@@ -144,15 +175,17 @@ def test_windowing_by_table_gives_window_cts_bytes(dtype, lo, hi, window):
 
 def test_dicom_series_round_trip_with_rotation(tmp_path):
     folder = write_dicom_series(tmp_path / "series", _ct(), direction=ROTATED)
-    array, g = read_scan(folder)  # modality from the tag: CT windowing
+    got = read_scan(folder)  # modality from the tag: CT windowing
+    array, g = got.image, got.geometry
     assert g.source_format == "dicom" and g.modality == "CT" and g.series_uid.endswith("424242")
-    assert np.array_equal(array, read_scan(folder, modality="CT")[0])
+    assert got.modality == "CT" and np.array_equal(array, read_scan(folder, modality="CT").image)
+    assert (array[:, 2:18, 3:21] == np.array(RAMP_ABDOMEN, np.uint8)).all() and array[0, 0, 0] == 255
     assert np.allclose(g.spacing, SPACING_XYZ, atol=1e-4) and np.allclose(g.direction, ROTATED, atol=1e-5)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder)))
     scan = reader.Execute()
     labels = _labels()
-    out_path = write_labels(labels, g, tmp_path / "seg.nii.gz")[0]
+    out_path = write_labels(labels, g, tmp_path / "seg.nii.gz")
     out = sitk.ReadImage(str(out_path))
     _assert_same_grid(scan, out)
     _assert_labels_on_same_points(scan, labels, out)
@@ -166,7 +199,7 @@ def test_several_dicom_series_need_a_series_id(tmp_path):
     with pytest.raises(ValueError, match=r"holds 2 DICOM series; choose one with --series_id: .*1\.2\.3\.4\.111"):
         read_scan(folder)
     raw = read_scan(folder, series_id="1.2.3.4.222", intensity=Intensity("window", (0, 4000)))
-    assert raw[1].series_uid == "1.2.3.4.222"
+    assert raw.geometry.series_uid == "1.2.3.4.222"
     with pytest.raises(ValueError, match="series 9.9 not in"):
         read_scan(folder, series_id="9.9")
 
@@ -175,7 +208,9 @@ def test_png_scan_and_label_png(tmp_path):
     rgb = np.zeros((30, 40, 3), np.uint8)
     rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 120, 30
     cv2.imwrite(str(tmp_path / "photo.png"), rgb[:, :, ::-1])
-    array, g = read_scan(tmp_path / "photo.png")
+    scan = read_scan(tmp_path / "photo.png")
+    array, g = scan.image, scan.geometry
+    assert scan.rgb and scan.raw is array and scan.modality is None
     assert array.shape == (30, 40, 3) and array[0, 0].tolist() == [200, 120, 30]
     assert g.axes == "yx" and g.size == (40, 30) and g.source_format == "image"
     labels = np.zeros((30, 40), np.uint16)
@@ -194,18 +229,21 @@ def test_png_scan_and_label_png(tmp_path):
 def test_challenge_npz_scan(tmp_path):
     imgs = np.random.default_rng(0).integers(0, 255, SHAPE, dtype=np.uint8)
     np.savez(tmp_path / "3DBox_CT_0001.npz", imgs=imgs, boxes=np.zeros((0, 6)), spacing=np.array([2.5, 0.8, 0.7]))
-    array, g = read_scan(tmp_path / "3DBox_CT_0001.npz")
+    scan = read_scan(tmp_path / "3DBox_CT_0001.npz")
+    array, g = scan.image, scan.geometry
+    assert scan.raw is array and not scan.rgb
     assert np.array_equal(array, imgs) and g.spacing == (0.7, 0.8, 2.5) and g.source_format == "npz"
     write_labels(_labels(), g, tmp_path / "out.npz")
     with np.load(tmp_path / "out.npz") as z:
         assert z.files == ["segs"] and z["segs"].dtype == np.uint16 and np.array_equal(z["segs"], _labels())
     np.savez(tmp_path / "2DBox_US_1.npz", imgs=imgs[0])
-    assert read_scan(tmp_path / "2DBox_US_1.npz")[0].shape == (20, 24, 3)
+    flat = read_scan(tmp_path / "2DBox_US_1.npz")
+    assert flat.image.shape == (20, 24, 3) and flat.rgb and flat.raw is flat.image
 
 
 def test_label_map_must_share_the_scan_grid(tmp_path):
     path = write_volume(tmp_path / "ct.nii.gz", _ct(), direction=ROTATED)
-    _, g = read_scan(path, modality="CT")
+    g = read_scan(path, modality="CT").geometry
     write_volume(tmp_path / "ok.nii.gz", _labels(), direction=ROTATED)
     assert np.array_equal(read_label_map(tmp_path / "ok.nii.gz", g), _labels())
     write_volume(tmp_path / "moved.nii.gz", _labels(), direction=ROTATED, origin=(0.0, 0.0, 0.0))
@@ -281,3 +319,73 @@ def test_io_imports_neither_torch_nor_simpleitk_for_pictures(tmp_path):
             "print('torch' in sys.modules, 'SimpleITK' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+# -- modality -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, is_3d, expected", [
+    ("patient_MR_t1.nii.gz", True, "MR"), ("PET-scan.nii", True, "PET"), ("abdomen.nii.gz", True, "CT"),
+    ("x-ray_chest.png", False, "X-Ray"), ("CXR_001.png", False, "X-Ray"), ("Dermoscopy_12.jpg", False, "Dermoscopy"),
+    ("2DBox_US_3.npz", False, "US"), ("holiday.png", False, ""),
+])
+def test_guess_modality_from_the_file_name(name, is_3d, expected):
+    from daftseg.io.modality import guess_modality
+
+    assert guess_modality(name, is_3d) == expected
+
+
+def test_modality_from_the_name_only_when_asked(tmp_path):
+    """daftseg-segment refuses a NIfTI without a modality; the app's option takes the file name's."""
+    mr = write_volume(tmp_path / "knee_MR.nii.gz", np.array([[[0, 10, 20, 30, 40, 1000]]], np.float32))
+    with pytest.raises(ScanError, match="give --modality"):
+        read_scan(mr)
+    got = read_scan(mr, modality_from_name=True)
+    assert got.modality == "MR" and got.image.ravel().tolist() == [0, 0, 2, 5, 7, 255]  # percentile, by hand
+    assert read_scan(mr, modality="CT", modality_from_name=True).modality == "CT"  # a given one wins
+    ct = write_volume(tmp_path / "scan.nii.gz", _ct())
+    assert read_scan(ct, modality_from_name=True).modality == "CT"  # a volume without a hint: CT
+    flat = write_volume(tmp_path / "slice.nii.gz", _ct()[0])
+    with pytest.raises(ScanError, match="slice.nii.gz: choose a modality"):
+        read_scan(flat, modality_from_name=True)
+    cv2.imwrite(str(tmp_path / "xray_1.png"), np.zeros((8, 8), np.uint8))
+    assert read_scan(tmp_path / "xray_1.png").modality is None
+    assert read_scan(tmp_path / "xray_1.png", modality_from_name=True).modality == "X-Ray"
+
+
+# -- layering: io is under data, never the other way round ---------------------------------------------
+
+
+def _io_modules() -> list[str]:
+    import pkgutil
+
+    import daftseg.io
+
+    return ["daftseg.io"] + [f"daftseg.io.{m.name}" for m in pkgutil.iter_modules(daftseg.io.__path__)]
+
+
+def test_no_io_module_imports_daftseg_data():
+    """Each io module imported alone (a fresh interpreter) loads no daftseg.data module, and no io
+    source names daftseg.data, not even in an import inside a function (seen only when it runs)."""
+    import ast
+    import importlib.util
+
+    modules = _io_modules()
+    assert {"daftseg.io.intensity", "daftseg.io.label_boxes", "daftseg.io.grid", "daftseg.io.modality"} <= set(modules)
+    code = ("import importlib, sys; importlib.import_module(sys.argv[1]); "
+            "print(sorted(m for m in sys.modules if m == 'daftseg.data' or m.startswith('daftseg.data.')))")
+    for module in modules:
+        out = subprocess.run([sys.executable, "-c", code, module], capture_output=True, text=True, check=True).stdout
+        assert out.strip() == "[]", (module, out)
+    for module in modules:
+        tree = ast.parse(Path(importlib.util.find_spec(module).origin).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+                    "import_module", "__import__"):
+                names = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            bad = [n for n in names if n == "daftseg.data" or n.startswith("daftseg.data.")]
+            if isinstance(node, ast.ImportFrom) and node.module == "daftseg":
+                bad += [a.name for a in node.names if a.name == "data"]
+            assert not bad, f"{module} line {node.lineno} imports {bad}"

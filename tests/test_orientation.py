@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from daftseg.io.geometry import Geometry
+from daftseg.io.grid import Geometry
 from daftseg.io.orientation import signed_permutation, slice_view
 
 AXIAL_EDGES = {"left": "R", "right": "L", "top": "A", "bottom": "P"}

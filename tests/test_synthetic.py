@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from daftseg.data import synthetic
-from daftseg.data.label_boxes import boxes_from_labels, instance_labels, jitter_boxes, relabel_consecutive
 from daftseg.data.synthetic import PREFIXES, PREFIXES_2D, PREFIXES_3D, STYLES, make_case
+from daftseg.io.label_boxes import boxes_from_labels, instance_labels, jitter_boxes, relabel_consecutive
 
 SMALL = 64  # in-plane cap used by the tests: every case renders in milliseconds
 

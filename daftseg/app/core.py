@@ -9,17 +9,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from daftseg.app.paths import inside
 from daftseg.app.prefetch import Prefetch, prefetch_order
 from daftseg.app.state import AppError, CachedModel, Cancelled, EmbeddingCache, Job, ScanState
 from daftseg.inference.model_folder import model_names
-from daftseg.inference.routing import MODEL_NAME_CHARS, is_plain_model_name
-from daftseg.io.normalise import MODALITIES_3D
+from daftseg.inference.routing import MODEL_NAME_CHARS, is_plain_model_name, scan_case_name
+from daftseg.inference.runner import LOCAL_CACHE_DIR
+from daftseg.inference.segmenter import Segmenter
+from daftseg.io.results import ResultBox, ResultInfo, label_suffix, result_paths, write_result
+from daftseg.io.scan import ScanError, read_scan, scan_format
 
 log = logging.getLogger("daftseg.app")
-MODALITIES_2D = ("X-Ray", "US", "Fundus", "Endoscopy", "Dermoscopy", "Microscope", "Mammography", "OCT")
 MAX_OPEN_SCANS = 4
 
 
@@ -38,26 +38,10 @@ class AppConfig:
     allowed_hosts: tuple[str, ...] = ()  # host names besides 127.0.0.1, localhost and [::1] (--host)
 
 
-def guess_modality(name: str, is_3d: bool) -> str:
-    """The modality a file name suggests (``..._CT_...`` -> CT); CT for other volumes, '' for pictures."""
-    upper = name.upper().replace("-", "").replace(" ", "_")
-    table = MODALITIES_3D if is_3d else MODALITIES_2D
-    for m in table:
-        key = m.upper().replace("-", "")
-        if key in upper.replace(".", "_").split("_") or upper.startswith(key) or f"_{key}" in upper:
-            return m
-    if not is_3d and ("XRAY" in upper or "CXR" in upper):
-        return "X-Ray"
-    return "CT" if is_3d else ""
-
-
 class App:
     """Open scans (at most ``MAX_OPEN_SCANS``, oldest closed first), one Segmenter, one embedding cache."""
 
     def __init__(self, config: AppConfig) -> None:
-        from daftseg.inference.runner import LOCAL_CACHE_DIR
-        from daftseg.inference.segmenter import Segmenter
-
         self.config = config
         self.data = Path(config.data).resolve()
         cache = config.cache_dir if config.cache_dir is not None else LOCAL_CACHE_DIR
@@ -71,11 +55,6 @@ class App:
     # -- models ---------------------------------------------------------------------------------
     def models(self) -> list[str]:
         return [n for n in model_names(self.config.models_dir) if self.segmenter.sessions.available(n)]
-
-    def routed(self, is_3d: bool, modality: str) -> dict:
-        name = f"{'3D' if is_3d else '2D'}Box_{modality or ''}"
-        route = self.segmenter.route(name, warn=False)
-        return {"name": name, "model": route.model, "rule_model": route.routed, "fell_back": route.fell_back}
 
     def model_for(self, scan: ScanState, cancel=None, on_decode=None) -> CachedModel:
         if not self.segmenter.sessions.available(scan.model):
@@ -92,56 +71,30 @@ class App:
 
     # -- scans ----------------------------------------------------------------------------------
     def open(self, relative: str, modality: str | None = None, model: str | None = None) -> ScanState:
-        from daftseg.io.scan import scan_format
-
+        """Open a scan under the data folder: read by ``read_scan`` (the modality chosen, else the DICOM
+        tag's, else the file name's), routed as the batch script would route it."""
         path = inside(self.data, relative)
-        fmt = scan_format(path)
         if modality is not None and (not isinstance(modality, str) or len(modality) > 40
                                      or not set(modality) <= MODEL_NAME_CHARS | {" "}):
             raise AppError(f"modality {modality!r} is not a modality name")
-        image, display, geometry, rgb, modality = self._read(path, fmt, modality)
-        is_3d = geometry.ndim == 3
-        if fmt == "npz":
-            route = self.segmenter.route(path.name, warn=False)
-            route_info = {"name": path.name, "model": route.model, "rule_model": route.routed,
-                          "fell_back": route.fell_back}
-        else:
-            route_info = self.routed(is_3d, modality)
-        chosen = self.check_model_name(model) if model else route_info["model"]
-        scan = ScanState(path, relative, image, display, geometry, modality or None, chosen, route_info, rgb)
+        fmt = scan_format(path)
+        scan = read_scan(path, modality=modality, modality_from_name=True)
+        if scan.modality is None and fmt not in ("image", "npz"):
+            raise ScanError(f"{path.name}: choose a modality (CT is windowed, MR/PET percentile-clipped)")
+        # a challenge case is routed by its own name, as DAFT's script does
+        name = path.name if fmt == "npz" else scan_case_name(scan.geometry.ndim == 3, scan.modality)
+        route = self.segmenter.route(name, warn=False)
+        route_info = {"name": name, "model": route.model, "rule_model": route.routed, "fell_back": route.fell_back}
+        chosen = self.check_model_name(model) if model else route.model
+        state = ScanState(path, relative, scan, chosen, route_info)
         with self.lock:
-            self.scans[scan.id] = scan
+            self.scans[state.id] = state
             while len(self.scans) > MAX_OPEN_SCANS:
-                oldest = next(iter(self.scans))
-                old = self.scans.pop(oldest)
+                old = self.scans.pop(next(iter(self.scans)))
                 if old.job is not None:
                     old.job.cancel.set()
                 self.stop_prefetch(old)
-        return scan
-
-    def _read(self, path: Path, fmt: str, modality: str | None):
-        """(model input, display values, geometry, rgb?, modality): the model input exactly as ``read_scan``
-        gives it. The modality is the one chosen, else a DICOM series' tag, else a guess from the name."""
-        from daftseg.io.scan import read_scan
-
-        if fmt in ("image", "npz"):
-            image, geometry = read_scan(path)
-            rgb = image.ndim == 3 and geometry.ndim == 2
-            return image, image, geometry, rgb, modality or guess_modality(path.name, geometry.ndim == 3)
-        from daftseg.io.medical import read_volume
-        from daftseg.io.normalise import normalise_volume
-        from daftseg.io.scan import ScanError, scan_modality
-
-        volume = read_volume(path, None, dims=(2, 3))
-        geometry = volume.geometry(fmt if fmt != "other" else (path.suffix.lower().lstrip(".") or "unknown"))
-        is_3d = volume.array.ndim == 3
-        modality = scan_modality(geometry, modality) or guess_modality(path.name, is_3d) or None
-        if modality is None:
-            raise ScanError(f"{path.name}: choose a modality (CT is windowed, MR/PET percentile-clipped)")
-        image = normalise_volume(volume.array, modality, "auto")
-        if image.ndim == 2:
-            image = np.repeat(image[:, :, None], 3, axis=2)
-        return image, volume.array, geometry, False, modality  # raw values as stored (int16 HU: half of float32)
+        return state
 
     def scan(self, scan_id: str) -> ScanState:
         with self.lock:
@@ -201,14 +154,10 @@ class App:
         return job
 
     def save(self, scan: ScanState, output: str, overwrite: bool) -> list[str]:
-        from daftseg import __version__
-        from daftseg.atomic import atomic_paths
-        from daftseg.io.scan import _json_text, label_suffix, sidecar_path, write_labels
-
+        """The label map, its sidecar and its boxes file (``io.results``), as daftseg-segment writes them."""
         target = inside(self.data, output, must_exist=False)
         label_suffix(target, scan.geometry)
-        boxes_file = sidecar_path(target).with_name(sidecar_path(target).stem + "_boxes.json")
-        finals = [target, sidecar_path(target), boxes_file]
+        finals = list(result_paths(target))
         for f in finals:
             if f.resolve() == scan.path.resolve() or (scan.path.is_dir() and scan.path.resolve() in f.parents):
                 raise AppError(f"{f.name} is the scan itself; choose another name")
@@ -220,16 +169,9 @@ class App:
         if existing and not overwrite:
             raise Exists(existing)
         labels = scan.label_map(self.model_for(scan))
-        boxes = scan.boxes_json()
-        sidecar = {"labels_file": target.name, "image": scan.relative, "modality": scan.modality,
-                   "model": scan.model, "box_space": "voxel", "box_source": "boxes",
-                   "boxes": [{"label": b["label"], "name": b["name"], "box_voxel": b["box"],
-                              "voxels": int((labels == b["label"]).sum())} for b in boxes["boxes"]],
-                   "geometry": scan.geometry.to_dict(), "zmax_inclusive": False, "daftseg_version": __version__,
-                   "boxes_file": boxes_file.name}
-        write_labels(labels, scan.geometry, target, sidecar=sidecar)
-        with atomic_paths([boxes_file]) as (temp,):
-            temp.write_text(_json_text(boxes), encoding="utf-8")
+        boxes = [ResultBox(tuple(b["box"]), b["label"], b["name"]) for b in scan.boxes_json()["boxes"]]
+        write_result(labels, scan.geometry, target, boxes, ResultInfo(scan.relative, scan.modality, scan.model),
+                     overwrite=overwrite, inputs=[scan.path])
         return [str(f.relative_to(self.data)) for f in finals]
 
 

@@ -17,22 +17,22 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from daftseg.app.core import MODALITIES_2D, App, AppConfig, Exists, one_line
+from daftseg.app.core import App, AppConfig, Exists, one_line
 from daftseg.app.guard import Guard, new_token
 from daftseg.app.paths import STATIC, PathRefused, list_scans
 from daftseg.app.state import AppError, ScanState
 from daftseg.app.uploads import upload
-from daftseg.io.normalise import MODALITIES_3D
+from daftseg.inference.npz_io import CaseError
+from daftseg.io.intensity import CT_WINDOWS
+from daftseg.io.modality import MODALITIES_2D, MODALITIES_3D
+from daftseg.io.prompts import BoxError
+from daftseg.io.scan import ScanError
 
 log = logging.getLogger("daftseg.app")
 
 
 def error_response(err: BaseException) -> JSONResponse:
     """Every failure is a message for the page: 409 (exists), 403 (path refused) or 400."""
-    from daftseg.inference.npz_io import CaseError
-    from daftseg.io.prompts import BoxError
-    from daftseg.io.scan import ScanError
-
     if isinstance(err, Exists):
         return JSONResponse({"error": str(err), "exists": err.names}, status_code=409)
     if isinstance(err, PathRefused):
@@ -103,8 +103,6 @@ async def index(request: Request) -> Response:
 
 @guarded
 async def info(request: Request) -> Response:
-    from daftseg.data.intensity import CT_WINDOWS
-
     app = core(request)
     return JSONResponse({"models": app.models(), "modalities_3d": MODALITIES_3D, "modalities_2d": MODALITIES_2D,
                          "windows": CT_WINDOWS, "max_upload_bytes": app.config.max_upload_bytes,

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from daftseg.geometry import postprocess_logits, preprocess_image, scale_box_to_256
+from daftseg.inference.case2d import box_masks
 from daftseg.inference.options import InferenceOptions
 from daftseg.io.orientation import slice_view
+from daftseg.io.scan import Scan
 
 MAX_UNDO = 200
 MAX_MASK_BYTES = 512 << 20  # masks kept per scan (bool, 1 byte a voxel); beyond it the oldest are dropped
@@ -116,13 +117,8 @@ class CachedModel:
 
 
 def slice_mask(model: CachedModel, image: np.ndarray, box4: np.ndarray) -> np.ndarray:
-    """(H, W) bool mask of one box on one image or slice: ``segment_2d``'s steps for one box."""
-    h, w = image.shape[:2]
-    x, new_hw = preprocess_image(image)
-    emb = model.encode(x)
-    boxes256 = scale_box_to_256(np.asarray(box4, np.int64)[None], h, w).astype(np.float32)
-    (low_res,) = model.decode(emb, boxes256, batch=1)
-    return postprocess_logits(low_res, new_hw, (h, w))
+    """(H, W) bool mask of one box on one image or slice: ``segment_2d``'s path for one box."""
+    return next(box_masks(model, image, np.asarray(box4, np.int64)[None]))
 
 
 @dataclass
@@ -158,14 +154,13 @@ class ScanState:
     values for the page (as stored; sent as float32 a slice at a time), ``geometry`` its grid; every
     change goes through ``lock``."""
 
-    def __init__(self, path: Path, relative: str, image: np.ndarray, display: np.ndarray, geometry,
-                 modality: str | None, model: str, route: dict, rgb: bool) -> None:
+    def __init__(self, path: Path, relative: str, scan: Scan, model: str, route: dict) -> None:
         self.id = f"s{next(_ids)}"
         self.path, self.relative = path, relative
-        self.image, self.display, self.geometry = image, display, geometry
-        self.modality, self.model, self.route, self.rgb = modality, model, route, rgb
-        self.is_3d = geometry.ndim == 3
-        self.range = (float(np.min(display)), float(np.max(display)))
+        self.image, self.display, self.geometry = scan.image, scan.raw, scan.geometry
+        self.modality, self.model, self.route, self.rgb = scan.modality, model, route, scan.rgb
+        self.is_3d = self.geometry.ndim == 3
+        self.range = (float(np.min(self.display)), float(np.max(self.display)))
         self.lock = threading.RLock()
         self.boxes: list[dict] = []
         self.history: list[list[dict]] = []

@@ -43,21 +43,21 @@ from pathlib import Path
 import numpy as np
 
 from daftseg.atomic import atomic_paths
-from daftseg.data.intensity import CT_WINDOWS
-from daftseg.data.label_boxes import boxes_from_labels, jitter_boxes
+from daftseg.io.intensity import CT_WINDOWS
+from daftseg.io.label_boxes import boxes_from_labels, jitter_boxes
 from daftseg.io.labels import integer_labels, labels_to_objects
 from daftseg.io.medical import GeometryError, Volume, check_same_geometry, read_volume
-from daftseg.io.normalise import MODALITIES_3D, add_intensity_arguments, intensity_from_args, normalise_volume
+from daftseg.io.modality import DICOM_MODALITY, MODALITIES_2D, MODALITIES_3D
+from daftseg.io.normalise import add_intensity_arguments, intensity_from_args, normalise_volume
 from daftseg.io.pictures import read_image_2d, read_mask_2d
-from daftseg.io.scan import DICOM_MODALITY, scan_stem
+from daftseg.io.scan import scan_stem
 
 __all__ = ["Converted", "GeometryError", "Volume", "check_same_geometry", "convert_image", "convert_volume",
            "integer_labels", "labels_to_objects", "main", "normalise_volume", "read_image_2d", "read_mask_2d",
            "read_volume", "write_converted"]
 
-# Modality names as they appear in challenge case names (prefix routing, spec §7.3); 3D: MODALITIES_3D.
-MODALITIES_2D = ("X-Ray", "US", "Fundus", "Endoscopy", "Dermoscopy", "Microscope", "Mammography", "OCT",
-                 "CT", "MR")
+# 2D case-name modalities the image converter suggests: the pictures' and 2D slices of CT and MR
+MODALITIES_2D_CASES = (*MODALITIES_2D, "CT", "MR")
 DEFAULT_SEED = 2024
 
 
@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", type=Path)
     p.add_argument("label", type=Path, help="mask image (label values, or 0/255, or colours)")
     p.add_argument("--modality", required=True,
-                   help=f"case-name modality, one of {', '.join(MODALITIES_2D)} (others route to lite_medsam)")
+                   help=f"case-name modality, one of {', '.join(MODALITIES_2D_CASES)} (others route to lite_medsam)")
     return parser
 
 

@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from daftseg.atomic import atomic_paths
-from daftseg.data.label_boxes import boxes_from_labels, jitter_boxes
 from daftseg.data.synthetic_shapes import add_noise, blob_mask, blur, canvas_2d, smooth_noise, to_uint8
+from daftseg.io.label_boxes import boxes_from_labels, jitter_boxes
 
 DEFAULT_SEED = 2024
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from daftseg.geometry import postprocess_logits, preprocess_image, scale_box_to_256
@@ -25,11 +27,29 @@ def segment_2d(model: ModelSessions, image: np.ndarray, boxes: np.ndarray,
     Returns:
         (H,W) labels in ``label_dtype(N)`` (uint8 up to 255 boxes; written as uint16).
     """
+    segs = np.zeros(image.shape[:2], label_dtype(len(boxes)))
+    for i, mask in enumerate(box_masks(model, image, boxes, options)):
+        np.copyto(segs, segs.dtype.type(i + 1), where=mask)
+    return segs
+
+
+def box_masks(model: ModelSessions, image: np.ndarray, boxes: np.ndarray,
+              options: InferenceOptions | None = None) -> Iterator[np.ndarray]:
+    """(H,W) bool mask of each box on ``image``, in order: the one path from a box to its mask.
+
+    One image embedding for all boxes (none computed when there are none); the boxes go to the
+    decoder ``options.decode_batch`` at a time; with ``options.clip_to_box`` each mask keeps only
+    the pixels inside its box. ``segment_2d`` paints these masks; the app previews one box with it.
+
+    Args:
+        model: compiled sessions, or anything with their ``encode`` and ``decode``.
+        image: (H,W,3) in a dtype of ``npz_io.DAFT_DTYPES``.
+        boxes: (N,4) [x_min, y_min, x_max, y_max] in original pixels.
+    """
     options = options or InferenceOptions()
-    h, w = image.shape[:2]
-    segs = np.zeros((h, w), label_dtype(len(boxes)))
     if len(boxes) == 0:
-        return segs
+        return
+    h, w = image.shape[:2]
     x, new_hw = preprocess_image(image)  # (1,3,256,256)
     embedding = model.encode(x)
     # DAFT truncates each coordinate: int(v * 256 / max(H, W))
@@ -38,12 +58,10 @@ def segment_2d(model: ModelSessions, image: np.ndarray, boxes: np.ndarray,
     for start in range(0, len(boxes), step):
         logits = model.decode(embedding, boxes256[start:start + step], batch=step)  # (n,256,256)
         for j, low_res in enumerate(logits):
-            i = start + j
             mask = postprocess_logits(low_res, new_hw, (h, w))
             if options.clip_to_box:
-                rows, cols = clip_region(boxes[i], h, w)
+                rows, cols = clip_region(boxes[start + j], h, w)
                 clipped = np.zeros_like(mask)
                 clipped[rows, cols] = mask[rows, cols]
                 mask = clipped
-            np.copyto(segs, segs.dtype.type(i + 1), where=mask)
-    return segs
+            yield mask

@@ -35,6 +35,12 @@ def is_plain_model_name(name: object) -> bool:
     return isinstance(name, str) and bool(name) and set(name) <= MODEL_NAME_CHARS and not name.startswith(".")
 
 
+def scan_case_name(is_3d: bool, modality: str | None) -> str:
+    """The case name a scan outside the challenge format is routed by: ``3DBox_<modality>`` or
+    ``2DBox_<modality>`` (``2DBox_`` without one), the name the converters would give it."""
+    return f"{'3D' if is_3d else '2D'}Box_{modality or ''}"
+
+
 def check_model_name(name: object, source: str, where: str) -> str:
     """``name`` if it is a plain file-name part, else a ValueError naming the table, rule and reason."""
     if not isinstance(name, str) or not name:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from daftseg.data.label_boxes import boxes_from_labels, instance_labels
+from daftseg.io.label_boxes import boxes_from_labels, instance_labels
 
 
 def integer_labels(array: np.ndarray, source: str) -> np.ndarray:

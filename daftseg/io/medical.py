@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daftseg.io.geometry import Geometry
+from daftseg.io.grid import Geometry
 
 # Geometry tolerances: spacing relative, origin in fractions of the smallest voxel side
 # (label files written by other tools round the origin), direction cosines absolute.

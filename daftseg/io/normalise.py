@@ -1,6 +1,6 @@
 """Raw scan intensities -> the runtime's uint8, as MedSAM's ``pre_CT_MR.py`` (the one copy).
 
-CT is windowed (presets in ``daftseg.data.intensity.CT_WINDOWS``, default abdomen WL 40 / WW 400);
+CT is windowed (presets in ``daftseg.io.intensity.CT_WINDOWS``, default abdomen WL 40 / WW 400);
 MR, PET and other modalities are clipped to the 0.5-99.5 percentiles of the positive voxels; both
 rescale to 0..255. Pictures (PNG/JPG/TIFF/BMP) keep uint8 data and percentile-clip wider types.
 The converters and ``daftseg-segment`` both call ``normalise_volume``, so one scan gives one input.
@@ -13,11 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from daftseg.data.intensity import CT_WINDOWS, percentile_clip, to_uint8_range, window_ct
+from daftseg.io.intensity import CT_WINDOWS, percentile_clip, to_uint8_range, window_ct
 
 INTENSITY_MODES = ("auto", "window", "percentile", "none")
-# modalities of 3D scans, as they appear in challenge case names (prefix routing, spec §7.3)
-MODALITIES_3D = ("CT", "MR", "PET")
 # integer volumes at least this large with at most this many distinct values are windowed by table
 TABLE_MIN_VOXELS = 1 << 16
 TABLE_MAX_VALUES = 1 << 20

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daftseg.io.geometry import Geometry
+from daftseg.io.grid import Geometry
 
 MAX_LABEL = 65535
 BOX_KEYS = {2: ("x_min", "y_min", "x_max", "y_max"), 3: ("x_min", "y_min", "z_min", "x_max", "y_max", "z_max")}

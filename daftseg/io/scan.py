@@ -1,36 +1,45 @@
-"""``read_scan`` and ``write_labels``: a scan in the runtime's layout, and a label map back on its grid.
+"""``read_scan``: a scan as stored and as the model takes it, with its grid; ``read_label_map``.
 
 Formats read: NIfTI (``.nii``, ``.nii.gz``), a DICOM series folder (or one ``.dcm`` file), NRRD, MHA
 and whatever else SimpleITK reads; PNG/JPG/TIFF/BMP pictures (OpenCV); challenge npz (``imgs``).
-Runtime layout: 3D (D, H, W) uint8 = (z, y, x); 2D (H, W, 3) uint8 RGB.
-
-Formats written (by the output name): ``.nii.gz``/``.nii``/``.nrrd``/``.mha`` with the scan's
-spacing, origin and direction (the label map overlays the scan voxel for voxel in a viewer),
-``.png`` for 2D, ``.npz`` (``segs``, uint16 as DAFT). DICOM SEG is not written (out of scope): a
-DICOM series gets NIfTI, which 3D Slicer and ITK-SNAP overlay on the series. Every write is atomic.
+Runtime layout: 3D (D, H, W) uint8 = (z, y, x); 2D (H, W, 3) uint8 RGB. Results are written back
+by ``daftseg.io.results``.
 """
 
 from __future__ import annotations
 
-import json
-import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from daftseg.atomic import atomic_paths
-from daftseg.io.geometry import Geometry
-from daftseg.io.medical import LABEL_WRITERS, Volume, medical_format, read_volume, write_label_image
+from daftseg.io.grid import Geometry
+from daftseg.io.medical import Volume, medical_format, read_volume
+from daftseg.io.modality import guess_modality, scan_modality
 from daftseg.io.normalise import Intensity, normalise_volume
-from daftseg.io.pictures import is_picture, read_image_2d, read_mask_2d, write_png_labels
-
-DICOM_MODALITY = {"CT": "CT", "MR": "MR", "PT": "PET"}  # DICOM (0008,0060) -> case-name modality
-LABEL_SUFFIXES = (*LABEL_WRITERS, ".png", ".npz")
-MAX_LABEL = 65535  # label values fit uint16, the dtype of DAFT's segs
+from daftseg.io.pictures import is_picture, read_image_2d, read_mask_2d
 
 
 class ScanError(ValueError):
     """A scan, label map or output path cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True, eq=False)  # arrays: a scan is compared by identity, not element by element
+class Scan:
+    """A scan read by ``read_scan``.
+
+    image: the model input, (D, H, W) uint8 or (H, W, 3) uint8 RGB; raw: the values as stored
+    (Hounsfield units for CT), (D, H, W) or (H, W) for medical formats, and for pictures and npz the
+    same array as ``image`` (no copy); geometry: its voxel grid; modality: the one given, else the
+    DICOM tag's, else (``modality_from_name``) the file name's, else None; rgb: a colour picture
+    (``raw`` is (H, W, 3)).
+    """
+
+    image: np.ndarray
+    raw: np.ndarray
+    geometry: Geometry
+    modality: str | None
+    rgb: bool
 
 
 def scan_format(path: Path) -> str:
@@ -48,43 +57,49 @@ def scan_format(path: Path) -> str:
     return medical_format(path) or "other"
 
 
-def scan_modality(geometry: Geometry, modality: str | None) -> str | None:
-    """The modality given, else the one a DICOM Modality tag names (CT, MR, PT -> PET), else None."""
-    if modality:
-        return modality
-    return DICOM_MODALITY.get(geometry.modality or "")
-
-
 def read_scan(path: str | Path, series_id: str | None = None, modality: str | None = None,
-              intensity: Intensity | None = None) -> tuple[np.ndarray, Geometry]:
-    """Read a scan and bring it to the runtime's layout and uint8 intensities.
+              intensity: Intensity | None = None, modality_from_name: bool = False) -> Scan:
+    """Read a scan: its stored values, the model input (uint8, the runtime's layout) and its grid.
 
     Args:
         series_id: the DICOM SeriesInstanceUID when a folder holds several series.
         modality: CT (windowing) or anything else (percentile clipping) for medical formats; a DICOM
-            series defaults to its Modality tag. Needed for medical formats under ``intensity`` auto.
+            series defaults to its Modality tag. Needed for medical formats under ``intensity`` auto,
+            unless ``modality_from_name`` finds one.
         intensity: ``Intensity`` (mode and CT window); default auto, abdomen window.
-
-    Returns:
-        (array, geometry): (D, H, W) uint8 or (H, W, 3) uint8, and its ``Geometry``.
+        modality_from_name: without a modality given or tagged, take ``guess_modality`` of the file
+            name (the app; a 3D scan then defaults to CT). ``daftseg-segment`` does not guess.
     """
     path = Path(path)
     intensity = intensity or Intensity()
     fmt = scan_format(path)
-    if fmt == "image":
-        rgb = read_image_2d(path, intensity)
-        return rgb, Geometry.identity(rgb.shape[1::-1], "image", str(path))
-    if fmt == "npz":
-        return _read_npz(path)
+    if fmt in ("image", "npz"):
+        image, geometry = (_read_picture(path, intensity) if fmt == "image" else _read_npz(path))
+        found = _resolve(geometry, modality, path, modality_from_name)
+        return Scan(image, image, geometry, found, image.ndim == 3 and geometry.ndim == 2)
     volume = read_volume(path, series_id, dims=(2, 3))
     geometry = volume.geometry(fmt if fmt != "other" else _suffix(path))
-    modality = scan_modality(geometry, modality)
-    if modality is None and intensity.mode in ("auto",):
+    found = _resolve(geometry, modality, path, modality_from_name)
+    if found is None and intensity.mode == "auto":
+        if modality_from_name:
+            raise ScanError(f"{path.name}: choose a modality (CT is windowed, MR/PET percentile-clipped)")
         raise ScanError(f"{path}: give --modality (CT is windowed, MR/PET percentile-clipped to uint8)")
-    array = normalise_volume(volume.array, modality, intensity.mode, intensity.window)
-    if array.ndim == 2:
-        array = np.repeat(array[:, :, None], 3, axis=2)
-    return array, geometry
+    image = normalise_volume(volume.array, found, intensity.mode, intensity.window)
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    return Scan(image, volume.array, geometry, found, False)
+
+
+def _resolve(geometry: Geometry, modality: str | None, path: Path, from_name: bool) -> str | None:
+    found = scan_modality(geometry, modality)
+    if found is None and from_name:
+        found = guess_modality(path.name, geometry.ndim == 3) or None
+    return found
+
+
+def _read_picture(path: Path, intensity: Intensity) -> tuple[np.ndarray, Geometry]:
+    rgb = read_image_2d(path, intensity)
+    return rgb, Geometry.identity(rgb.shape[1::-1], "image", str(path))
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, Geometry]:
@@ -152,67 +167,6 @@ def read_label_map(path: str | Path, geometry: Geometry, series_id: str | None =
     return integer_labels(labels, str(path))
 
 
-def label_suffix(path: str | Path, geometry: Geometry | None = None) -> str:
-    """The output format of ``path`` (its suffix), or a ScanError saying why it cannot hold these labels
-    (without ``geometry``, only whether the format is one that labels are written in)."""
-    name = Path(path).name.lower()
-    suffix = next((s for s in LABEL_SUFFIXES if name.endswith(s)), None)
-    if suffix is None:
-        if name.endswith(".dcm") or not Path(name).suffix:
-            raise ScanError(f"{path}: DICOM SEG output is out of scope; write NIfTI (.nii.gz), which 3D Slicer "
-                            "and ITK-SNAP overlay on the DICOM series")
-        if name.endswith(".mhd"):
-            raise ScanError(f"{path}: .mhd writes two files; use .mha (one file)")
-        raise ScanError(f"{path}: unsupported label format; use one of {', '.join(LABEL_SUFFIXES)}")
-    if suffix == ".png" and geometry is not None and geometry.ndim != 2:
-        raise ScanError(f"{path}: PNG holds 2D label maps only; this scan is 3D (use .nii.gz)")
-    return suffix
-
-
-def write_labels(labels: np.ndarray, geometry: Geometry, path: str | Path,
-                 sidecar: dict | None = None) -> list[Path]:
-    """Write a label map on ``geometry``'s grid, atomically; returns the paths written.
-
-    Args:
-        labels: (D, H, W) or (H, W) non-negative integers up to 65535, in the runtime's layout.
-        path: the output; its ending chooses the format (see the module docstring).
-        sidecar: written as JSON next to ``path`` (same name, ``.json``) in the same atomic step.
-    """
-    path = Path(path)
-    suffix = label_suffix(path, geometry)
-    labels = np.asarray(labels)
-    if tuple(labels.shape) != geometry.array_shape:
-        raise ScanError(f"label map shape {labels.shape} does not match the scan's {geometry.array_shape}")
-    top = int(labels.max(initial=0))
-    if (labels.size and labels.min() < 0) or top > MAX_LABEL:
-        raise ScanError(f"label values must lie in 0..{MAX_LABEL}")
-    finals = [path] + ([sidecar_path(path)] if sidecar is not None else [])
-    with atomic_paths(finals) as temps:
-        if suffix == ".png":
-            write_png_labels(labels, temps[0])
-        elif suffix == ".npz":
-            np.savez_compressed(temps[0], segs=labels.astype(np.uint16))
-        else:
-            write_label_image(labels.astype(np.uint8 if top <= 255 else np.uint16), geometry, temps[0], suffix)
-        if sidecar is not None:
-            temps[1].write_text(_json_text(sidecar), encoding="utf-8")
-    return finals
-
-
-def _json_text(data: dict) -> str:
-    """Indented JSON with lists of numbers kept on one line (boxes stay readable)."""
-    text = json.dumps(data, indent=2)
-    return re.sub(r"\[\s+([-+.,\deE\s]+?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text) + "\n"
-
-
-def sidecar_path(path: Path) -> Path:
-    """``seg.nii.gz`` -> ``seg.json``: the label map's name without its format ending."""
-    path = Path(path)
-    name = path.name
-    suffix = next((s for s in LABEL_SUFFIXES if name.lower().endswith(s)), Path(name).suffix)
-    return path.with_name(name[: len(name) - len(suffix)] + ".json")
-
-
 def scan_stem(path: Path) -> str:
     """File name without its format ending; a folder's own name."""
     name = Path(path).name
@@ -221,15 +175,6 @@ def scan_stem(path: Path) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
-
-
-def default_output(path: Path, geometry: Geometry) -> Path:
-    """``<stem>_seg`` + the scan's own format (NIfTI for DICOM and other formats, PNG for pictures)."""
-    ext = {"nifti": ".nii.gz", "nrrd": ".nrrd", "mha": ".mha", "image": ".png", "npz": ".npz"}
-    suffix = ext.get(geometry.source_format, ".nii.gz")
-    if Path(path).name.lower().endswith(".nii"):
-        suffix = ".nii"
-    return Path(f"{scan_stem(path)}_seg{suffix}")
 
 
 def _suffix(path: Path) -> str:

@@ -115,7 +115,7 @@ def read_npz_case(path: Path, gts_dir: Path | None = None) -> CalibrationCase:
     if boxes is None:
         if gts is None:
             raise CalibrationError(f"{path}: neither 'boxes' nor 'gts' (a case needs box prompts)")
-        from daftseg.data.label_boxes import boxes_from_labels, relabel_consecutive
+        from daftseg.io.label_boxes import boxes_from_labels, relabel_consecutive
 
         gts, _ = relabel_consecutive(np.asarray(gts))
         boxes = boxes_from_labels(gts)
@@ -192,7 +192,7 @@ def mr_cases(path: Path, max_slices: int = MR_MAX_SLICES) -> list[CalibrationCas
 
     from daftseg.io import read_scan
 
-    volume, _ = read_scan(path, modality="MR")  # 0..255 as daftseg-segment reads it
+    volume = read_scan(path, modality="MR").image  # 0..255 as daftseg-segment reads it
     if volume.ndim != 3 or volume.shape[0] < 4:
         raise CalibrationError(f"{path}: not a 3D volume (shape {volume.shape})")
     keep = np.unique(np.linspace(0, volume.shape[0] - 1, min(max_slices, volume.shape[0])).round().astype(int))

@@ -1,4 +1,6 @@
-"""Where a scan's voxels lie in space: ``Geometry``, and index <-> world conversions.
+"""The scan's voxel grid, ``Geometry`` (size, spacing, origin, direction), and index <-> world conversions.
+
+Not to be confused with ``daftseg.geometry``, the model's preprocessing (resize, pad, box scaling).
 
 Conventions (SimpleITK's, which are ITK's and DICOM's):
 
