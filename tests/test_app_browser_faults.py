@@ -106,3 +106,26 @@ def test_shift_drag_draws_a_box_inside_another_box(page, served):  # noqa: F811
     page.mouse.up(button="right")
     assert page.evaluate("[daftApp.view.ox, daftApp.view.oy]") != before
     assert page.evaluate("daftApp.boxes.length") == 2
+
+
+def test_two_saves_in_one_folder_share_no_sidecar(page, served):  # noqa: F811
+    data = served[1]
+    asked: list[str] = []
+    page.on("dialog", lambda d: (asked.append(d.message), d.dismiss()))
+    open_scan(page, "ct.nii.gz")
+    drag(page, 6, 7, 25, 22)
+    page.wait_for_function("daftApp.boxes.length === 1")
+    page.fill("#output", "seg.nii.gz")
+    page.click("#save-btn")
+    page.wait_for_function(f"{MESSAGE}.textContent.startsWith('saved')", timeout=30000)
+    open_scan(page, "photo.png", "Dermoscopy")
+    drag(page, 15, 10, 45, 40)
+    page.wait_for_function("daftApp.boxes.length === 1 && daftApp.scan.path === 'photo.png'")
+    page.fill("#output", "seg.png")
+    page.click("#save-btn")
+    page.wait_for_function(f"{MESSAGE}.textContent.startsWith('saved seg.png')", timeout=30000)
+    assert not asked  # nothing of the 3D save was offered for replacing
+    assert page.inner_text("#message") == "saved seg.png, seg.png.json, seg.png.boxes.json"
+    names = {p.name for p in data.iterdir()}
+    assert {"seg.nii.gz", "seg.nii.gz.json", "seg.nii.gz.boxes.json", "seg.png", "seg.png.json",
+            "seg.png.boxes.json"} <= names

@@ -10,6 +10,7 @@ import time
 import webbrowser
 from pathlib import Path
 
+from daftseg.app.core import AppConfig
 from daftseg.inference.options import add_precision_arguments
 
 LOCALHOST = "127.0.0.1"
@@ -70,9 +71,7 @@ def host_names(host: str | None) -> tuple[str, ...]:
     return tuple(sorted(n for n in names if n))
 
 
-def make_config(args: argparse.Namespace):
-    from daftseg.app.core import AppConfig
-
+def make_config(args: argparse.Namespace) -> AppConfig:
     if not args.data.is_dir():
         raise SystemExit(f"error: --data {args.data} is not a folder")
     if args.max_upload_mb <= 0 or args.embeddings < 1 or args.threads < 0:

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from daftseg.inference.boxes import plan_3d
 from daftseg.inference.case2d import box_masks
+from daftseg.inference.case3d import segment_3d
 from daftseg.inference.options import InferenceOptions
 from daftseg.io.orientation import slice_view
 from daftseg.io.scan import Scan
@@ -300,8 +302,6 @@ class ScanState:
         return mask
 
     def plan(self, box: dict):
-        from daftseg.inference.boxes import plan_3d
-
         with self.lock:
             k = self.boxes.index(box) + 1
         (p,) = plan_3d(np.array([box["coords"]], np.int64), self.image.shape, self.options.zmax_inclusive)
@@ -309,8 +309,6 @@ class ScanState:
 
     def propagate(self, box: dict, model: CachedModel) -> tuple[int, np.ndarray]:
         """DAFT's 3D algorithm for one box (``case3d.segment_3d`` with its label index); stored."""
-        from daftseg.inference.case3d import segment_3d
-
         plan = self.plan(box)
         h, w = self.geometry.array_shape[-2:]
         live = np.zeros((plan.hi - plan.lo, h, w), bool)
