@@ -202,3 +202,21 @@ def test_a_launch_prints_its_link_and_only_it_gets_in(data, toy_models_dir, tmp_
 def test_two_launches_have_different_tokens(data, toy_models_dir):  # noqa: F811
     tokens = {create_app(AppConfig(data, toy_models_dir, cache_dir="")).state.token for _ in range(2)}
     assert len(tokens) == 2 and all(len(t) >= 20 for t in tokens)
+
+
+def test_a_fixed_token_is_checked_and_used(data, toy_models_dir):  # noqa: F811
+    from daftseg.app import cli
+
+    def config(*extra):
+        return cli.make_config(cli.build_parser().parse_args(["--data", str(data), "-m", str(toy_models_dir), *extra]))
+
+    for bad in ("short", "has space in it", "semi;colon-token", "quote\"token1"):
+        with pytest.raises(SystemExit, match="--token"):
+            config("--token", bad)
+    fixed = config("--token", "a-fixed-token-for-scripts")
+    app = create_app(fixed)
+    assert app.state.token == "a-fixed-token-for-scripts"
+    client = TestClient(app, base_url=BASE)
+    assert client.get("/api/files", headers={"Authorization": "Bearer a-fixed-token-for-scripts"}).status_code == 200
+    assert cli.link("0.0.0.0", 9000, "t0ken") == "http://127.0.0.1:9000/?token=t0ken"
+    assert cli.link("::1", 9000, "t0ken") == "http://[::1]:9000/?token=t0ken"
