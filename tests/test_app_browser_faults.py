@@ -76,13 +76,17 @@ def test_the_status_line_is_in_sight_with_a_long_side_bar_and_a_long_path(page, 
         page.locator(".box .propagate").nth(k).click()
         page.wait_for_function(f"{MESSAGE}.textContent.startsWith('propagated')", timeout=30000)
         _assert_in_sight(page)
-    assert page.eval_on_selector("#side", "e => e.scrollHeight > innerHeight")  # the side bar is longer
+    assert page.eval_on_selector("#controls", "e => e.scrollHeight > e.clientHeight")  # longer than the window
     folder = "a_folder_with_a_long_name_that_is_not_there_" * 3
     page.fill("#output", f"{folder}/ct_seg.nii.gz")
     page.click("#save-btn")
     page.wait_for_function(f"{MESSAGE}.className === 'error'", timeout=20000)
     assert folder in page.inner_text("#message")
     _assert_in_sight(page)
+    # the message hides no control: scrolled to the end, the Save button lies above it
+    page.eval_on_selector("#controls", "e => { e.scrollTop = e.scrollHeight; }")
+    save = page.locator("#save-btn").bounding_box()
+    assert save["y"] + save["height"] <= page.locator("#message").bounding_box()["y"] + 0.5
 
 
 def test_shift_drag_draws_a_box_inside_another_box(page, served):  # noqa: F811
