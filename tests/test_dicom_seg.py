@@ -248,3 +248,51 @@ def test_bad_input_is_one_line_exit_1_nothing_written(tmp_path, toy_models_dir, 
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], captured.err
     assert captured.out == ""
     assert _files(tmp_path) == before
+
+
+# -- the app's Save -----------------------------------------------------------------------------------------
+
+
+def test_the_app_saves_a_seg_for_a_dicom_series_only(tmp_path, toy_models_dir):  # noqa: F811
+    pytest.importorskip("starlette", reason="the app extra (starlette) is not installed")
+    from starlette.testclient import TestClient
+
+    from daftseg.app.core import AppConfig
+    from daftseg.app.handlers import create_app
+
+    data = tmp_path / "data"
+    folder = write_dicom_series(data / "series", _ct(), direction=ROTATED)
+    write_volume(data / "ct.nii.gz", _ct(), direction=ROTATED)
+    token = "test-token-0123456789"
+    client = TestClient(create_app(AppConfig(data, toy_models_dir, cache_dir="", token=token)),
+                        base_url="http://127.0.0.1:8765", headers={"Authorization": f"Bearer {token}"})
+    ids = {}
+    for path in ("series", "ct.nii.gz"):
+        r = client.post("/api/open", json={"path": path, "modality": "CT"})
+        assert r.status_code == 200, r.text
+        ids[path] = r.json()["id"]
+        for box in BOXES:
+            added = client.post(f"/api/scans/{ids[path]}/boxes",
+                                json={"box": {"coords": box["box"], "label": box["label"], "name": box["name"],
+                                              "slice": 3}})
+            assert added.status_code == 200, added.text
+
+    r = client.post(f"/api/scans/{ids['series']}/save", json={"output": "series_seg.dcm"})
+    assert r.status_code == 200, r.text
+    assert r.json()["written"] == ["series_seg.dcm", "series_seg.dcm.json", "series_seg.dcm.boxes.json"]
+    # the same boxes through daftseg-segment to NIfTI: the SEG holds those voxels on those slices
+    assert _segment("--image", folder, "--boxes", data / "series_seg.dcm.boxes.json", "-m", toy_models_dir,
+                    "-o", tmp_path / "ref.nii.gz") == 0
+    nifti = sitk.ReadImage(str(tmp_path / "ref.nii.gz"))
+    sources = _source_positions(folder)
+    order = sorted(sources, key=lambda uid: _slice_of(sources[uid], nifti))
+    seg = hd.seg.segread(data / "series_seg.dcm")
+    pixels = seg.get_pixels_by_source_instance(order, combine_segments=True, relabel=False)
+    assert np.array_equal(np.array([0, 4, 9])[pixels], sitk.GetArrayFromImage(nifti))
+    assert seg.SeriesDescription == "daftseg CT"
+
+    r = client.post(f"/api/scans/{ids['series']}/save", json={"output": "series_seg.dcm"})
+    assert r.status_code == 409 and r.json()["exists"][0] == "series_seg.dcm"
+    r = client.post(f"/api/scans/{ids['ct.nii.gz']}/save", json={"output": "ct_seg.dcm"})
+    assert r.status_code == 400 and "not a DICOM series; write .nii.gz" in r.json()["error"]
+    assert not list(data.glob("ct_seg*"))
