@@ -29,6 +29,7 @@ from daftseg.io.dicom_series import (
     SEG_SOP_CLASS,
     DicomSeries,
     pydicom_module,
+    slice_indices,
 )
 from daftseg.io.grid import Geometry
 from daftseg.io.scan import ScanError
@@ -106,8 +107,8 @@ def write_seg(labels: np.ndarray, series: DicomSeries, boxes: Sequence, model: s
     if not pixels.any():
         raise ScanError("nothing was segmented: a DICOM SEG holds only slices with segmented voxels "
                         "(draw or propagate a box first, or write .nii.gz)")
-    algorithm = hd.AlgorithmIdentificationSequence(name=_long_string(f"daftseg {model}"), family=Code(*AI_FAMILY),
-                                                   version=__version__)
+    algorithm = hd.AlgorithmIdentificationSequence(name=_long_string(f"daftseg {model}"),
+                                                   family=Code(*AI_FAMILY), version=__version__)
     descriptions = []
     for number, (value, name) in enumerate(names.items(), start=1):
         category, kind = segment_property(name)
@@ -116,8 +117,8 @@ def write_seg(labels: np.ndarray, series: DicomSeries, boxes: Sequence, model: s
     seg = hd.seg.Segmentation(
         source_images=series.datasets, pixel_array=pixels, segmentation_type="BINARY",
         segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=SERIES_NUMBER,
-        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="daftseg", manufacturer_model_name=model[:LO_MAX],
-        software_versions=__version__, device_serial_number="none", omit_empty_frames=True,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="daftseg",
+        manufacturer_model_name=_long_string(model), software_versions=__version__, device_serial_number="none", omit_empty_frames=True,
         series_description=_long_string(f"daftseg {model}"), content_label="DAFTSEG",
         content_description=_long_string(f"daftseg {model}: box-prompted segmentation"))
     seg.save_as(str(path))
@@ -157,7 +158,8 @@ def seg_boxes(path: str | Path, geometry: Geometry) -> tuple[np.ndarray, np.ndar
                         f"this scan is {geometry.source_format}")
     referenced = {str(item.SeriesInstanceUID) for item in ds.get("ReferencedSeriesSequence", [])}
     if referenced and geometry.series_uid not in referenced:
-        raise ScanError(f"{path} segments series {', '.join(sorted(referenced))}, not this scan's {geometry.series_uid}")
+        raise ScanError(f"{path} segments series {', '.join(sorted(referenced))}, "
+                        f"not this scan's {geometry.series_uid}")
     if (int(ds.Columns), int(ds.Rows)) != tuple(geometry.size[:2]):
         raise ScanError(f"{path}: frames of {ds.Columns}x{ds.Rows} pixels, the scan's slices are "
                         f"{geometry.size[0]}x{geometry.size[1]}")
@@ -170,9 +172,8 @@ def seg_boxes(path: str | Path, geometry: Geometry) -> tuple[np.ndarray, np.ndar
         if xs.size == 0:
             continue
         box = np.array([xs.min(), ys.min(), z, xs.max(), ys.max(), z], np.int64)
-        if number in found:
-            box = np.concatenate([np.minimum(found[number][:3], box[:3]), np.maximum(found[number][3:], box[3:])])
-        found[number] = box
+        old = found.get(number, box)
+        found[number] = np.concatenate([np.minimum(old[:3], box[:3]), np.maximum(old[3:], box[3:])])
     if not found:
         raise ScanError(f"{path}: no segment holds a voxel")
     labels = {int(s.SegmentNumber): str(s.get("SegmentLabel", "")) or None for s in ds.SegmentSequence}
@@ -196,13 +197,13 @@ def _frame_slices(ds, geometry: Geometry, path: Path) -> tuple[np.ndarray, list[
                             f"the scan {list(geometry.spacing[1::-1])}")
         positions.append([float(v) for v in _group(group, shared, "PlanePositionSequence", path, i)
                           .ImagePositionPatient])
-        numbers.append(int(_group(group, shared, "SegmentIdentificationSequence", path, i).ReferencedSegmentNumber))
-    index = geometry.world_to_index(np.array(positions))
-    slices = np.rint(index[:, 2]).astype(np.int64)
-    off = np.abs(index - np.stack([np.zeros_like(slices), np.zeros_like(slices), slices], axis=1)).max(axis=1)
+        segment = _group(group, shared, "SegmentIdentificationSequence", path, i)
+        numbers.append(int(segment.ReferencedSegmentNumber))
+    slices, off = slice_indices(np.array(positions), geometry)
     bad = np.flatnonzero((off > POSITION_VOXEL_FRACTION) | (slices < 0) | (slices >= geometry.size[2]))
     if bad.size:
-        raise ScanError(f"{path}: frame {int(bad[0]) + 1} at {positions[bad[0]]} mm lies on no slice of the scan")
+        raise ScanError(f"{path}: frame {int(bad[0]) + 1} at {positions[bad[0]]} mm lies on no slice "
+                        "of the scan")
     return slices, numbers
 
 

@@ -65,11 +65,13 @@ def source_series(path: str | Path, series_id: str | None = None) -> DicomSeries
         ds = _header(path)
         if ds is not None and int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
             raise ScanError(_multiframe(path, ds))
-        raise ScanError(f"{path}: DICOM SEG output needs the series folder as the scan (a single file is one slice)")
+        raise ScanError(f"{path}: DICOM SEG output needs the series folder as the scan "
+                        "(a single file is one slice)")
     found: dict[str, list[tuple[Path, object]]] = {}
     for file in sorted(p for p in path.iterdir() if p.is_file()):
         ds = _header(file)
-        if ds is not None and "SeriesInstanceUID" in ds and "Rows" in ds and ds.get("SOPClassUID") != SEG_SOP_CLASS:
+        is_image = ds is not None and "Rows" in ds and ds.get("SOPClassUID") != SEG_SOP_CLASS
+        if is_image and "SeriesInstanceUID" in ds:
             found.setdefault(str(ds.SeriesInstanceUID), []).append((file, ds))
     if series_id is None:
         if len(found) != 1:
@@ -83,13 +85,15 @@ def source_series(path: str | Path, series_id: str | None = None) -> DicomSeries
     for file, ds in items:
         if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
             raise ScanError(_multiframe(file, ds))
-        for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "FrameOfReferenceUID", "PixelSpacing"):
+        for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "FrameOfReferenceUID",
+                        "PixelSpacing"):
             if not ds.get(keyword):
                 raise ScanError(f"{file}: no {keyword}; a DICOM SEG places its frames by it")
     first = items[0][1]
     for file, ds in items[1:]:
         if (ds.Rows, ds.Columns) != (first.Rows, first.Columns):
-            raise ScanError(f"{file}: {ds.Rows}x{ds.Columns} pixels, {items[0][0].name} {first.Rows}x{first.Columns}")
+            raise ScanError(f"{file}: {ds.Rows}x{ds.Columns} pixels, {items[0][0].name} "
+                            f"{first.Rows}x{first.Columns}")
         if not np.allclose(_floats(ds.ImageOrientationPatient), _floats(first.ImageOrientationPatient),
                            rtol=0, atol=ORIENTATION_ATOL):
             raise ScanError(f"{file}: another ImageOrientationPatient than {items[0][0].name}; "
@@ -112,23 +116,32 @@ def series_on_grid(series: DicomSeries, geometry: Geometry) -> DicomSeries:
     if geometry.ndim != 3:
         raise ScanError(f"{series.folder}: DICOM SEG output is written for 3D series; this scan is 2D")
     first = series.datasets[0]
-    if (int(first.Columns), int(first.Rows)) != tuple(geometry.size[:2]) or len(series.datasets) != geometry.size[2]:
+    size = (int(first.Columns), int(first.Rows), len(series.datasets))
+    if size != tuple(geometry.size):
         raise ScanError(f"{series.folder}: {len(series.datasets)} files of {first.Columns}x{first.Rows} pixels, but "
                         f"the volume read is {'x'.join(map(str, geometry.size))} (x, y, z)")
     axes = _floats(first.ImageOrientationPatient).reshape(2, 3)
     if not np.allclose(axes, geometry.matrix[:, :2].T, rtol=0, atol=ORIENTATION_ATOL):
         raise ScanError(f"{series.folder}: ImageOrientationPatient {_fmt(axes.ravel())} is not the volume's "
                         f"row and column directions {_fmt(geometry.matrix[:, :2].T.ravel())}")
-    index = geometry.world_to_index(np.array([_floats(ds.ImagePositionPatient) for ds in series.datasets]))
-    slices = np.rint(index[:, 2]).astype(np.int64)
-    off = np.abs(index - np.stack([np.zeros_like(slices), np.zeros_like(slices), slices], axis=1)).max(axis=1)
+    positions = np.array([_floats(ds.ImagePositionPatient) for ds in series.datasets])
+    slices, off = slice_indices(positions, geometry)
     if off.max() > POSITION_VOXEL_FRACTION or sorted(slices.tolist()) != list(range(geometry.size[2])):
-        worst = int(np.argmax(off)) if off.max() > POSITION_VOXEL_FRACTION else 0
-        raise ScanError(f"{series.files[worst]}: ImagePositionPatient {_fmt(_floats(series.datasets[worst].ImagePositionPatient))} "
-                        f"is not the first voxel of a slice of the volume read (index {_fmt(index[worst])})")
+        worst = int(np.argmax(off))
+        raise ScanError(f"{series.files[worst]}: ImagePositionPatient {_fmt(positions[worst])} is not the first "
+                        f"voxel of a slice of the volume read (index {_fmt(geometry.world_to_index(positions[worst])[0])})")
     order = np.argsort(slices)
     return DicomSeries(series.folder, series.series_uid, [series.datasets[i] for i in order],
                        [series.files[i] for i in order])
+
+
+def slice_indices(positions: np.ndarray, geometry: Geometry) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3) world points of frames' first voxels -> ((N,) nearest slice k, (N,) distance in voxels to
+    voxel (0, 0, k)): a frame lies on slice k when that distance is below ``POSITION_VOXEL_FRACTION``."""
+    index = geometry.world_to_index(positions)
+    slices = np.rint(index[:, 2]).astype(np.int64)
+    index[:, 2] -= slices
+    return slices, np.abs(index).max(axis=1)
 
 
 def _header(path: Path):
