@@ -199,7 +199,8 @@ def test_segment_properties_from_names():
 
 
 def test_the_inference_path_imports_no_dicom_library():
-    code = ("import sys, daftseg.segment, daftseg.io.results, daftseg.io.dicom_series, daftseg.io.dicom_seg; "
+    code = ("import sys, daftseg.segment, daftseg.io.results, daftseg.io.dicom_series, daftseg.io.dicom_seg, "
+            "daftseg.app.core; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydicom', 'highdicom')))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "[]"
