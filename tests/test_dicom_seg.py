@@ -187,6 +187,19 @@ def test_boxes_from_a_seg_of_another_writer(tmp_path):
     assert values.tolist() == [1, 2] and names == ["a", "b"]
 
 
+def test_an_empty_result_is_no_seg(tmp_path):
+    """A SEG holds frames of segmented slices only: with none, the writer refuses and writes nothing."""
+    from daftseg.io import ResultBox, ResultInfo, read_scan, write_result
+    from daftseg.io.dicom_series import source_series
+
+    folder = write_dicom_series(tmp_path / "series", _ct(), direction=ROTATED)
+    geometry = read_scan(folder).geometry
+    with pytest.raises(ValueError, match="nothing was segmented"):
+        write_result(np.zeros(SHAPE, np.uint8), geometry, tmp_path / "seg.dcm", [ResultBox((1, 1, 1, 5, 5, 4), 1)],
+                     ResultInfo("series", "CT", "CT"), dicom_source=source_series(folder))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["series"]
+
+
 def test_segment_properties_from_names():
     from daftseg.io.dicom_seg import segment_property
 

@@ -118,7 +118,8 @@ def write_seg(labels: np.ndarray, series: DicomSeries, boxes: Sequence, model: s
         source_images=series.datasets, pixel_array=pixels, segmentation_type="BINARY",
         segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=SERIES_NUMBER,
         sop_instance_uid=hd.UID(), instance_number=1, manufacturer="daftseg",
-        manufacturer_model_name=_long_string(model), software_versions=__version__, device_serial_number="none", omit_empty_frames=True,
+        manufacturer_model_name=_long_string(model), software_versions=__version__, device_serial_number="none",
+        omit_empty_frames=True,
         series_description=_long_string(f"daftseg {model}"), content_label="DAFTSEG",
         content_description=_long_string(f"daftseg {model}: box-prompted segmentation"))
     seg.save_as(str(path))

@@ -118,8 +118,8 @@ def series_on_grid(series: DicomSeries, geometry: Geometry) -> DicomSeries:
     first = series.datasets[0]
     size = (int(first.Columns), int(first.Rows), len(series.datasets))
     if size != tuple(geometry.size):
-        raise ScanError(f"{series.folder}: {len(series.datasets)} files of {first.Columns}x{first.Rows} pixels, but "
-                        f"the volume read is {'x'.join(map(str, geometry.size))} (x, y, z)")
+        raise ScanError(f"{series.folder}: {len(series.datasets)} files of {first.Columns}x{first.Rows} pixels, "
+                        f"but the volume read is {'x'.join(map(str, geometry.size))} (x, y, z)")
     axes = _floats(first.ImageOrientationPatient).reshape(2, 3)
     if not np.allclose(axes, geometry.matrix[:, :2].T, rtol=0, atol=ORIENTATION_ATOL):
         raise ScanError(f"{series.folder}: ImageOrientationPatient {_fmt(axes.ravel())} is not the volume's "
@@ -128,8 +128,9 @@ def series_on_grid(series: DicomSeries, geometry: Geometry) -> DicomSeries:
     slices, off = slice_indices(positions, geometry)
     if off.max() > POSITION_VOXEL_FRACTION or sorted(slices.tolist()) != list(range(geometry.size[2])):
         worst = int(np.argmax(off))
+        index = geometry.world_to_index(positions[worst])[0]
         raise ScanError(f"{series.files[worst]}: ImagePositionPatient {_fmt(positions[worst])} is not the first "
-                        f"voxel of a slice of the volume read (index {_fmt(geometry.world_to_index(positions[worst])[0])})")
+                        f"voxel of a slice of the volume read (index {_fmt(index)})")
     order = np.argsort(slices)
     return DicomSeries(series.folder, series.series_uid, [series.datasets[i] for i in order],
                        [series.files[i] for i in order])
