@@ -2,6 +2,7 @@
 
     daftseg-segment --image ct.nii.gz --boxes boxes.json --modality CT -o ct_seg.nii.gz
     daftseg-segment --image dicom_dir/ --box 100,120,30,180,200,60 -o seg.nii.gz
+    daftseg-segment --image dicom_dir/ --boxes boxes.json -o seg.dcm      # DICOM SEG of the series
     daftseg-segment --image photo.png --box 10,20,200,180 --modality Dermoscopy -o photo_seg.png
     python -m daftseg.segment --help
 
@@ -47,7 +48,9 @@ boxes:
   sidecar next to the label map (seg.nii.gz -> seg.nii.gz.json), and the voxel boxes into
   seg.nii.gz.boxes.json, which --boxes reads to repeat the run.
 output: the ending of -o chooses the format: .nii.gz/.nii/.nrrd/.mha (with the scan's geometry),
-  .png (2D), .npz (segs). A DICOM series gets NIfTI; DICOM SEG is not written. Existing outputs
+  .png (2D), .npz (segs), .dcm (a DICOM Segmentation referencing the scan's DICOM series; a DICOM
+  series folder only). A DICOM series defaults to NIfTI. --boxes_from reads a label map on the scan's
+  grid or a DICOM SEG of the same series (one box per segment). Existing outputs
   (any of the three files) are kept unless --overwrite; an input is never overwritten. Exit code 0 on success, 1 on any error
   (one line on stderr; nothing is written)."""
 
@@ -70,6 +73,7 @@ class Prepared:
     route_name: str
     output: Path
     read_seconds: float
+    dicom: object | None = None  # daftseg.io.dicom_series.DicomSeries of a .dcm output
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "with '-' needs --box=...")
     src.add_argument("--boxes_from", type=Path, metavar="LABELFILE",
                      help="one box per label value of a label map on the scan's grid, as the converters "
-                          "derive them; each mask gets that label value back (re-segment a segmentation)")
+                          "derive them; each mask gets that label value back (re-segment a segmentation); "
+                          "or one box per segment of a DICOM SEG of the same series (label = segment number)")
     p.add_argument("--box_space", choices=("voxel", "world"), default="voxel",
                    help="voxel indices (default) or world millimetres (LPS) for --boxes/--box")
     p.add_argument("--modality", default=None,
@@ -151,14 +156,19 @@ def prepare(args: argparse.Namespace) -> Prepared:
     """Read the scan and the boxes and check the output, before any model is loaded."""
     from daftseg.io.prompts import label_values, parse_box_text, read_box_file, voxel_boxes
     from daftseg.io.results import default_output, label_suffix
-    from daftseg.io.scan import read_label_map, read_scan, scan_format
+    from daftseg.io.scan import read_scan, scan_format
 
     fmt = scan_format(args.image)
     intensity = intensity_from_args(args)
     if args.modality is not None and not args.modality.strip():
         raise SegmentError("--modality is empty")
+    dicom = None
     if args.output is not None:  # before the read: a refused output costs nothing
-        label_suffix(args.output)
+        if label_suffix(args.output) == ".dcm" and fmt == "dicom":
+            from daftseg.io.dicom_series import source_series
+
+            # the headers first: a gap or a multi-frame file is refused before SimpleITK reads (and warns)
+            dicom = source_series(args.image, args.series_id)
         _check_output(args.output, args)
     t0 = time.perf_counter()
     scan = read_scan(args.image, args.series_id, args.modality, intensity)
@@ -173,16 +183,14 @@ def prepare(args: argparse.Namespace) -> Prepared:
     label_suffix(output, geometry)
     if args.output is None:
         _check_output(output, args)
+    if dicom is not None:
+        from daftseg.io.dicom_series import series_on_grid
+
+        series_on_grid(dicom, geometry)  # before the model runs: the instances must be the slices read
 
     world = None
     if args.boxes_from is not None:
-        from daftseg.io.labels import object_boxes
-
-        labels_map = read_label_map(args.boxes_from, geometry)
-        boxes, values = object_boxes(labels_map, str(args.boxes_from))
-        if values.max() > 65535:
-            raise SegmentError(f"{args.boxes_from}: label values above 65535")
-        names: list[str | None] = [None] * len(boxes)
+        boxes, values, names = _boxes_from(args.boxes_from, geometry)
     else:
         if args.boxes is not None:
             given = read_box_file(args.boxes)
@@ -196,7 +204,23 @@ def prepare(args: argparse.Namespace) -> Prepared:
         route_name = Path(args.image).name  # a challenge case routes by its own name, as in the batch
     else:
         route_name = scan_case_name(is_3d, modality)
-    return Prepared(image, geometry, modality, boxes, values, names, world, route_name, output, read_seconds)
+    return Prepared(image, geometry, modality, boxes, values, names, world, route_name, output, read_seconds, dicom)
+
+
+def _boxes_from(path: Path, geometry) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+    """One box per label value of a label map, or per segment of a DICOM SEG (named by its segment label)."""
+    from daftseg.io.labels import object_boxes
+    from daftseg.io.scan import read_label_map
+
+    if path.name.lower().endswith(".dcm") and path.is_file():
+        from daftseg.io.dicom_seg import is_seg_file, seg_boxes
+
+        if is_seg_file(path):
+            return seg_boxes(path, geometry)
+    boxes, values = object_boxes(read_label_map(path, geometry), str(path))
+    if values.max() > 65535:
+        raise SegmentError(f"{path}: label values above 65535")
+    return boxes, values, [None] * len(boxes)
 
 
 def run_model(args: argparse.Namespace, prepared: Prepared):
@@ -250,7 +274,7 @@ def save_result(args: argparse.Namespace, prepared: Prepared, result):
     info = ResultInfo(str(args.image), prepared.modality, result.model, args.box_space,
                       "boxes_from" if args.boxes_from is not None else "boxes", bool(args.zmax_inclusive))
     return write_result(labels, prepared.geometry, prepared.output, boxes, info, voxels=counts[1:].tolist(),
-                        overwrite=args.overwrite, inputs=_inputs(args))
+                        overwrite=args.overwrite, inputs=_inputs(args), dicom_source=prepared.dicom)
 
 
 def _inputs(args: argparse.Namespace) -> list[Path]:

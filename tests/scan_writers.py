@@ -44,7 +44,8 @@ def write_dicom_series(folder: Path, array: np.ndarray, modality: str = "CT", di
 
     The volume's geometry is ``SPACING_XYZ``, ``ORIGIN_XYZ`` and ``direction`` (default identity):
     each slice carries ImagePositionPatient and ImageOrientationPatient (the direction's first two
-    columns), from which the reader rebuilds the 3D grid. GDCM's writer leaves the process locale at
+    columns), from which the reader rebuilds the 3D grid, and the FrameOfReferenceUID that a DICOM
+    SEG referencing the series must repeat. GDCM's writer leaves the process locale at
     "C" (Python's text I/O then defaults to ASCII for every later test), so the locale is restored.
     """
     saved = locale.setlocale(locale.LC_ALL)
@@ -63,7 +64,7 @@ def write_dicom_series(folder: Path, array: np.ndarray, modality: str = "CT", di
                     "0020|0032": "\\".join(str(v) for v in volume.TransformIndexToPhysicalPoint((0, 0, z))),
                     "0020|0037": "\\".join(str(v) for v in orientation), "0020|0013": str(z + 1),
                     "0018|0050": str(SPACING_XYZ[2]), "0008|0016": "1.2.840.10008.5.1.4.1.1.2",
-                    "0008|0018": f"{uid}.2.{z + 1}"}
+                    "0008|0018": f"{uid}.2.{z + 1}", "0020|0052": f"{uid}.3"}
             for key, value in tags.items():
                 s.SetMetaData(key, value)
             writer.SetFileName(str(folder / f"{uid.rsplit('.', 1)[-1]}_{z:03d}.dcm"))

@@ -189,8 +189,14 @@ def test_dicom_series_round_trip_with_rotation(tmp_path):
     out = sitk.ReadImage(str(out_path))
     _assert_same_grid(scan, out)
     _assert_labels_on_same_points(scan, labels, out)
-    with pytest.raises(ScanError, match="DICOM SEG output is out of scope"):
+    # a DICOM SEG needs its boxes and model (write_result, tests/test_dicom_seg.py); a NIfTI scan has no
+    # DICOM instances to reference
+    with pytest.raises(ScanError, match="written with its boxes and model"):
         write_labels(labels, g, tmp_path / "seg.dcm")
+    nifti = read_scan(write_volume(tmp_path / "ct.nii.gz", _ct(), direction=ROTATED), modality="CT").geometry
+    with pytest.raises(ScanError, match="this scan is nifti, not a DICOM series; write .nii.gz"):
+        write_labels(labels, nifti, tmp_path / "seg.dcm")
+    assert not list(tmp_path.glob("seg.dcm*"))
 
 
 def test_several_dicom_series_need_a_series_id(tmp_path):

@@ -199,7 +199,8 @@ def test_help_states_the_box_convention(capsys):
     assert exit_.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     for phrase in ("x_min,y_min,z_min,x_max,y_max,z_max", "x = column, y = row, z = slice", "array[z, y, x]",
-                   "LPS", "--box_space", "DICOM SEG is not written", "z_max > z_min",
+                   "LPS", "--box_space", ".dcm (a DICOM Segmentation referencing the scan's DICOM series",
+                   "z_max > z_min",
                    "seg.nii.gz -> seg.nii.gz.json", "seg.nii.gz.boxes.json, which --boxes reads"):
         assert phrase in text, phrase
 
@@ -241,7 +242,7 @@ def _bad_cases(tmp_path) -> dict[str, tuple[list, str]]:
         "model name with a path": (["--image", ct, *box3, "--modality", "CT", "--model", "../x"],
                                    "a model name has letters"),
         "DICOM SEG output": (["--image", ct, *box3, "--modality", "CT", "-o", tmp_path / "seg.dcm"],
-                             "DICOM SEG output is out of scope"),
+                             "this scan is nifti, not a DICOM series; write .nii.gz"),
     }
 
 

@@ -16,6 +16,7 @@ from daftseg.inference.model_folder import model_names
 from daftseg.inference.routing import MODEL_NAME_CHARS, is_plain_model_name, scan_case_name
 from daftseg.inference.runner import LOCAL_CACHE_DIR
 from daftseg.inference.segmenter import Segmenter
+from daftseg.io.dicom_series import source_series
 from daftseg.io.results import ResultBox, ResultInfo, label_suffix, result_paths, write_result
 from daftseg.io.scan import ScanError, read_scan, scan_format
 
@@ -154,9 +155,10 @@ class App:
         return job
 
     def save(self, scan: ScanState, output: str, overwrite: bool) -> list[str]:
-        """The label map, its sidecar and its boxes file (``io.results``), as daftseg-segment writes them."""
+        """The label map, its sidecar and its boxes file (``io.results``), as daftseg-segment writes them;
+        ``.dcm``: a DICOM SEG, for a scan opened from a DICOM series folder."""
         target = inside(self.data, output, must_exist=False)
-        label_suffix(target, scan.geometry)
+        suffix = label_suffix(target, scan.geometry)
         finals = list(result_paths(target))
         for f in finals:
             if f.resolve() == scan.path.resolve() or (scan.path.is_dir() and scan.path.resolve() in f.parents):
@@ -168,10 +170,11 @@ class App:
         existing = [f.name for f in finals if f.exists()]
         if existing and not overwrite:
             raise Exists(existing)
+        dicom = source_series(scan.path, scan.geometry.series_uid) if suffix == ".dcm" else None
         labels = scan.label_map(self.model_for(scan))
         boxes = [ResultBox(tuple(b["box"]), b["label"], b["name"]) for b in scan.boxes_json()["boxes"]]
         write_result(labels, scan.geometry, target, boxes, ResultInfo(scan.relative, scan.modality, scan.model),
-                     overwrite=overwrite, inputs=[scan.path])
+                     overwrite=overwrite, inputs=[scan.path], dicom_source=dicom)
         return [str(f.relative_to(self.data)) for f in finals]
 
 

@@ -2,8 +2,9 @@
 
 Formats (by the output name): ``.nii.gz``/``.nii``/``.nrrd``/``.mha`` with the scan's spacing, origin
 and direction (the label map overlays the scan voxel for voxel in a viewer), ``.png`` for 2D,
-``.npz`` (``segs``, uint16 as DAFT). DICOM SEG is not written (out of scope): a DICOM series gets
-NIfTI, which 3D Slicer and ITK-SNAP overlay on the series.
+``.npz`` (``segs``, uint16 as DAFT), and ``.dcm`` for a scan read from a DICOM series: a DICOM
+Segmentation that references the series' instances (``daftseg.io.dicom_seg``; other scans have no
+instances to reference, so ``.dcm`` is refused for them).
 
 A result is three files named after the WHOLE output name (``result_paths``), so that two label
 maps in one folder (``seg.nii.gz`` and ``seg.png``) never share a sidecar:
@@ -30,12 +31,13 @@ from pathlib import Path
 import numpy as np
 
 from daftseg.atomic import atomic_paths
+from daftseg.io.dicom_series import DicomSeries, series_on_grid
 from daftseg.io.grid import Geometry
 from daftseg.io.medical import LABEL_WRITERS, write_label_image
 from daftseg.io.pictures import write_png_labels
 from daftseg.io.scan import ScanError, scan_stem
 
-LABEL_SUFFIXES = (*LABEL_WRITERS, ".png", ".npz")
+LABEL_SUFFIXES = (*LABEL_WRITERS, ".png", ".npz", ".dcm")
 MAX_LABEL = 65535  # label values fit uint16, the dtype of DAFT's segs
 SIDECAR_SUFFIX = ".json"
 BOXES_SUFFIX = ".boxes.json"
@@ -111,14 +113,17 @@ def label_suffix(path: str | Path, geometry: Geometry | None = None) -> str:
     name = Path(path).name.lower()
     suffix = next((s for s in LABEL_SUFFIXES if name.endswith(s)), None)
     if suffix is None:
-        if name.endswith(".dcm") or not Path(name).suffix:
-            raise ScanError(f"{path}: DICOM SEG output is out of scope; write NIfTI (.nii.gz), which 3D Slicer "
-                            "and ITK-SNAP overlay on the DICOM series")
         if name.endswith(".mhd"):
             raise ScanError(f"{path}: .mhd writes two files; use .mha (one file)")
         raise ScanError(f"{path}: unsupported label format; use one of {', '.join(LABEL_SUFFIXES)}")
     if suffix == ".png" and geometry is not None and geometry.ndim != 2:
         raise ScanError(f"{path}: PNG holds 2D label maps only; this scan is 3D (use .nii.gz)")
+    if suffix == ".dcm" and geometry is not None:
+        if geometry.source_format != "dicom":
+            raise ScanError(f"{path}: DICOM SEG output references the scan's DICOM instances, and this scan is "
+                            f"{geometry.source_format}, not a DICOM series; write .nii.gz")
+        if geometry.ndim != 3:
+            raise ScanError(f"{path}: DICOM SEG output is written for 3D DICOM series; this scan is 2D (use .png)")
     return suffix
 
 
@@ -153,10 +158,13 @@ def write_labels(labels: np.ndarray, geometry: Geometry, path: str | Path) -> Pa
 
     Args:
         labels: (D, H, W) or (H, W) non-negative integers up to 65535, in the runtime's layout.
-        path: the output; its ending chooses the format (see the module docstring).
+        path: the output; its ending chooses the format (see the module docstring); not ``.dcm``,
+            whose segments need the boxes and the model (``write_result``).
     """
     path = Path(path)
     suffix = _checked_labels(labels, geometry, path)
+    if suffix == ".dcm":
+        raise ScanError(f"{path}: a DICOM SEG is written with its boxes and model (write_result)")
     with atomic_paths([path]) as (temp,):
         _write_label_file(np.asarray(labels), geometry, temp, suffix)
     return path
@@ -164,7 +172,7 @@ def write_labels(labels: np.ndarray, geometry: Geometry, path: str | Path) -> Pa
 
 def write_result(labels: np.ndarray, geometry: Geometry, output: str | Path, boxes: Sequence[ResultBox],
                  info: ResultInfo, *, voxels: Sequence[int] | None = None, overwrite: bool = False,
-                 inputs: Sequence[str | Path] = ()) -> ResultPaths:
+                 inputs: Sequence[str | Path] = (), dicom_source: DicomSeries | None = None) -> ResultPaths:
     """Write the label map, its sidecar and its boxes JSON in one atomic step (all three or none).
 
     Args:
@@ -177,10 +185,16 @@ def write_result(labels: np.ndarray, geometry: Geometry, output: str | Path, box
         overwrite: replace files of an earlier result; without it existing files are refused
             (``OutputExists``) and nothing is written.
         inputs: files and folders read for this result (the scan, a boxes file); never written.
+        dicom_source: for a ``.dcm`` output, the scan's series (``dicom_series.source_series``); its
+            instances are matched to the grid's slices here.
     """
     paths = result_paths(output)
     suffix = _checked_labels(labels, geometry, paths.labels)
     check_outputs(list(paths), inputs, overwrite)
+    if suffix == ".dcm":
+        if dicom_source is None:
+            raise ValueError("a DICOM SEG output needs the scan's series (dicom_source)")
+        dicom_source = series_on_grid(dicom_source, geometry)
     labels = np.asarray(labels)
     if voxels is None:
         counts = value_counts(labels, max((b.label for b in boxes), default=0) + 1)
@@ -190,7 +204,12 @@ def write_result(labels: np.ndarray, geometry: Geometry, output: str | Path, box
     sidecar = _sidecar(paths, geometry, boxes, info, voxels)
     box_list = {"boxes": [{"box": [int(v) for v in b.box], "label": int(b.label), "name": b.name} for b in boxes]}
     with atomic_paths(list(paths)) as (label_temp, sidecar_temp, boxes_temp):
-        _write_label_file(labels, geometry, label_temp, suffix)
+        if suffix == ".dcm":
+            from daftseg.io.dicom_seg import write_seg
+
+            write_seg(labels, dicom_source, boxes, info.model, label_temp)
+        else:
+            _write_label_file(labels, geometry, label_temp, suffix)
         sidecar_temp.write_text(_json_text(sidecar), encoding="utf-8")
         boxes_temp.write_text(_json_text(box_list), encoding="utf-8")
     return paths
