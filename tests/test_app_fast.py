@@ -11,12 +11,10 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
-import openvino as ov
-import openvino.opset13 as ops
 import pytest
 import SimpleITK as sitk
 from app_support import CT_SHAPE, wait_job, write_data
-from ov_toy_models import _named, _param, toy_mask_decoder, toy_models_dir  # noqa: F401 - pytest fixture
+from ov_toy_models import add_stand_in_int8, toy_models_dir  # noqa: F401 - pytest fixture
 
 pytest.importorskip("starlette", reason="the app extra (starlette) is not installed")
 from starlette.testclient import TestClient
@@ -24,30 +22,17 @@ from starlette.testclient import TestClient
 from daftseg import segment
 from daftseg.app.core import AppConfig
 from daftseg.app.handlers import create_app
-from daftseg.inference.model_folder import int8_encoder_file
 
 TOKEN = "test-token-fast-0123456"
 BASE = "http://127.0.0.1:8765"
 BOX = {"coords": [6, 7, 2, 25, 22, 7], "label": 4, "name": "liver", "slice": 4}
 
 
-def negated_encoder() -> ov.Model:
-    image = _param([-1, 3, 256, 256], "image")
-    pooled = ops.avg_pool(image, [4, 4], [0, 0], [0, 0], [4, 4], exclude_pad=True)
-    w = np.zeros((256, 3, 1, 1), np.float32)
-    w[0] = -1 / 3
-    conv = ops.convolution(pooled, ops.constant(w), [1, 1], [0, 0], [0, 0], [1, 1])
-    return ov.Model([_named(conv.output(0), "image_embedding")], [image], "stand_in_int8")
-
-
 @pytest.fixture
 def models(toy_models_dir, tmp_path):  # noqa: F811
     """The toy models, CT with an "INT8" encoder (3D scans route to CT), lite_medsam without one."""
-    folder = shutil.copytree(toy_models_dir, tmp_path / "models")
-    ov.save_model(negated_encoder(), int8_encoder_file(folder, "CT"), compress_to_fp16=False)
-    # a decoder whose mask border moves by up to 10 px (at 256) with the intensity: the two encoders show
-    ov.save_model(toy_mask_decoder(alpha=20.0), folder / "CT_mask_decoder.xml", compress_to_fp16=False)
-    return folder
+    # with a decoder whose mask border moves by up to 10 px (at 256) with the intensity: the encoders show
+    return add_stand_in_int8(shutil.copytree(toy_models_dir, tmp_path / "models"), "CT")
 
 
 def make_client(data, models, **config) -> TestClient:
