@@ -405,3 +405,23 @@ def test_export_modules_import_without_nncf():
     code = ("import sys, daftseg.export.openvino_convert, daftseg.quantize.int8, daftseg.quantize.calibration; "
             "assert 'nncf' not in sys.modules and 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
+
+
+def test_quantize_command_picks_models_without_a_current_int8_encoder(tmp_path, capsys):
+    from daftseg.quantize.__main__ import main as quantize_main
+    from daftseg.quantize.__main__ import wanted
+
+    models = write_toy_models(tmp_path / "models", ["CT", "XRay", "lite_medsam"])
+    weights = models / "CT_image_encoder.bin"
+    for name, size, mtime in (("CT", weights.stat().st_size, int(weights.stat().st_mtime)),  # current
+                              ("XRay", 1, 0)):  # made from another encoder
+        xml = models / f"{name}_image_encoder_int8.xml"
+        ov.save_model(ov.Core().read_model(str(models / f"{name}_image_encoder.xml")), xml, compress_to_fp16=False)
+        xml.with_suffix(".json").write_text(json.dumps({"source_bin": {"size": size, "mtime": mtime}}))
+    assert wanted(models, None, force=False) == (["XRay", "lite_medsam"], ["CT"])
+    assert wanted(models, ["CT"], force=True) == (["CT"], [])
+    assert quantize_main([str(models), "--names", "CT"]) == 0  # current: nothing to do
+    assert "CT: its INT8 encoder is current" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        quantize_main([str(models), "--names", "Fundus"])
+    assert "no standard IR for Fundus" in capsys.readouterr().err
