@@ -62,7 +62,7 @@ def test_one_case_dropping_more_than_the_case_limit_is_refused_with_its_name():
     assert not verdict.passed and len(verdict.failures) == 1
     assert verdict.failures[0] == ("DSC against the ground truth drops by more than --int8_max_case_drop 0.1 on "
                                    "d.npz (0.8500 -> 0.7000, -0.1500)")
-    assert verdict.rule == "DSC against the ground truth on 4 cases, agreement with f32 on 1 cases without it"
+    assert verdict.rule == "DSC against the ground truth on 4 cases, agreement with f32 on 1 case without it"
     assert judge(known(), GateRules(max_case_drop=0.15)).passed  # 0.15 is allowed: the limit is inclusive
 
 

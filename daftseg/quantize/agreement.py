@@ -172,6 +172,10 @@ class Verdict:
                 "min_agreement": rules.min_agreement, "fallback_min_agreement": FALLBACK_MIN_AGREEMENT}
 
 
+def cases(n: int) -> str:
+    return f"{n} case" if n == 1 else f"{n} cases"
+
+
 def _check(checks: list[str], failures: list[str], ok: bool, text: str, failure: str) -> None:
     checks.append(f"{'ok  ' if ok else 'FAIL'} {text}")
     if not ok:
@@ -219,7 +223,7 @@ def judge(a: Agreement, rules: GateRules = GateRules()) -> Verdict:
     if gts and not no_gts:
         rule = f"{DSC_RULE} (every held-out case has it)"
     elif gts:
-        rule = f"{DSC_RULE} on {len(gts)} cases, {AGREEMENT_RULE} on {len(no_gts)} cases without it"
+        rule = f"{DSC_RULE} on {cases(len(gts))}, {AGREEMENT_RULE} on {cases(len(no_gts))} without it"
     else:
         rule = f"{AGREEMENT_RULE} (no held-out case has ground truth)"
     if rules.min_agreement is not None and gts:
