@@ -408,8 +408,8 @@ def test_export_modules_import_without_nncf():
 
 
 def test_quantize_command_picks_models_without_a_current_int8_encoder(tmp_path, capsys):
-    from daftseg.quantize.__main__ import main as quantize_main
-    from daftseg.quantize.__main__ import wanted
+    from daftseg.quantize.cli import main as quantize_main
+    from daftseg.quantize.cli import wanted
 
     models = write_toy_models(tmp_path / "models", ["CT", "XRay", "lite_medsam"])
     weights = models / "CT_image_encoder.bin"
