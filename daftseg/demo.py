@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LITE_WEIGHTS = Path("work_dir/LiteMedSAM/lite_medsam.pth")
 MARKER = ".daftseg-demo"
 # everything the demo writes into its folder; a rerun deletes these and nothing else
-OWN_ENTRIES = ("imgs", "gts", "segs", "report", "openvinocache", "random_openvinomodels", "random_onnx",
+OWN_ENTRIES = ("imgs", "gts", "segs", "segs_fast", "report", "openvinocache", "random_openvinomodels", "random_onnx",
                "random_lite_medsam.pth", "scans")
 
 
@@ -114,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=512, help="longest in-plane side of the synthetic cases")
     parser.add_argument("--max_slices", type=int, default=40, help="depth cap of the synthetic 3D cases")
     parser.add_argument("--no_fetch", action="store_true", help="never download the LiteMedSAM weights (nor the MNI152 template)")
+    parser.add_argument("--fast", action="store_true",
+                        help="also write the INT8 image encoders (python -m daftseg.quantize), segment the cases again "
+                             "in fast mode and compare exact and fast per modality (report/exact_vs_fast.md)")
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -139,6 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     run([py, "evaluation/compute_metrics.py", "-s", str(out / "segs"), "-g", str(out / "gts"),
          "-csv_dir", str(report / "metrics.csv"), "-num_workers", "2", "--plot", str(report / "metrics.png")])
 
+    fast_lines: list[str] = []
+    if args.fast:
+        from daftseg.demo_fast import comparison, fast_run, int8_export
+
+        fast_lines.append(int8_export(models_dir, ROOT, fetch=not args.no_fetch))
+        fast_run(out, models_dir, report, ROOT)
+        fast_lines += comparison(report)
+
     # scans as a user has them (NIfTI), through daftseg-segment: daftseg/demo_scans.py
     from daftseg.demo_scans import run as segment_scans
 
@@ -156,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
           + (f" (e.g. {overlays[0]})" if overlays else ""))
     for line in scan_lines:
         print(f"own scans    : {line}")
+    if fast_lines:
+        print(f"fast mode    : {fast_lines[0]}; exact vs fast per modality in {report / 'exact_vs_fast.md'}:")
+        for line in fast_lines[1:]:
+            print(f"               {line}")
     print(f"report       : {report}/   (demo took {time.perf_counter() - t0:.0f} s)")
     return 0
 

@@ -8,6 +8,7 @@ import json
 import shutil
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,11 +31,10 @@ from daftseg.app.core import AppConfig
 from daftseg.app.handlers import create_app
 
 
-@pytest.fixture
-def served(tmp_path, toy_models_dir):  # noqa: F811
-    """The app on a free port of 127.0.0.1, in a thread; yields (url, data folder)."""
-    data = write_data(tmp_path / "data")
-    app = create_app(AppConfig(data, toy_models_dir, cache_dir=""))  # a random token, as a user's launch
+@contextmanager
+def serving(config: AppConfig):
+    """The app of ``config`` on a free port of 127.0.0.1, in a thread; yields the link to open."""
+    app = create_app(config)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -43,22 +43,39 @@ def served(tmp_path, toy_models_dir):  # noqa: F811
         assert time.monotonic() - t0 < 20, "the app did not start"
         time.sleep(0.05)
     port = server.servers[0].sockets[0].getsockname()[1]
-    yield link("127.0.0.1", port, app.state.token), data
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield link("127.0.0.1", port, app.state.token)
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
-@pytest.fixture
-def page(served):
+@contextmanager
+def browser_page(url: str):
+    """A headless Chromium page that opened ``url``; page errors fail the test."""
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         pg = browser.new_page(viewport={"width": 1200, "height": 760})
         errors: list[str] = []
         pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.goto(served[0])
+        pg.goto(url)
         yield pg
         browser.close()
         assert not errors, errors
+
+
+@pytest.fixture
+def served(tmp_path, toy_models_dir):  # noqa: F811
+    """The app on the tests' scans and toy models; yields (url, data folder)."""
+    data = write_data(tmp_path / "data")
+    with serving(AppConfig(data, toy_models_dir, cache_dir="")) as url:  # a random token, as a user's launch
+        yield url, data
+
+
+@pytest.fixture
+def page(served):
+    with browser_page(served[0]) as pg:
+        yield pg
 
 
 def screen(page, x: float, y: float) -> tuple[float, float]:

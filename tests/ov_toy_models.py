@@ -45,6 +45,24 @@ def toy_image_encoder(seed: int = 0) -> ov.Model:
     return ov.Model([out], [image], "toy_image_encoder")
 
 
+def negated_image_encoder() -> ov.Model:
+    """A stand-in "INT8" encoder: channel 0 is minus the pooled mean intensity, so its masks visibly
+    differ from ``toy_image_encoder``'s wherever the decoder's ``alpha`` is large."""
+    image = _param([-1, 3, 256, 256], "image")
+    pooled = ops.avg_pool(image, [4, 4], [0, 0], [0, 0], [4, 4], exclude_pad=True)
+    w = np.zeros((256, 3, 1, 1), np.float32)
+    w[0] = -1 / 3
+    conv = ops.convolution(pooled, ops.constant(w), [1, 1], [0, 0], [0, 0], [1, 1])
+    return ov.Model([_named(conv.output(0), "image_embedding")], [image], "stand_in_int8_encoder")
+
+
+def add_stand_in_int8(folder: Path, name: str, alpha: float = 20.0) -> Path:
+    """Give model ``name`` of ``folder`` the stand-in INT8 encoder and a decoder of ``alpha``."""
+    ov.save_model(negated_image_encoder(), Path(folder) / f"{name}_image_encoder_int8.xml", compress_to_fp16=False)
+    ov.save_model(toy_mask_decoder(alpha=alpha), Path(folder) / f"{name}_mask_decoder.xml", compress_to_fp16=False)
+    return Path(folder)
+
+
 def toy_prompt_encoder() -> ov.Model:
     """(B,1,1,4) boxes -> sparse (B,2,256) with corner (x, y) in features 0, 1; dense (B,256,64,64)."""
     boxes = _param([-1, 1, 1, 4], "boxes")

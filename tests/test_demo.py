@@ -11,11 +11,11 @@ from daftseg.demo import MARKER, ROOT, NotDemoFolder, claim_folder
 from daftseg.demo import main as demo_main
 
 
-def test_demo_with_existing_models(tmp_path, capsys):
-    models = write_toy_models(tmp_path / "openvinomodels", ["lite_medsam"])
+def test_demo_with_existing_models_and_fast(tmp_path, capsys):
+    models = write_toy_models(tmp_path / "openvinomodels", {"lite_medsam": {"alpha": 1.0}})
     out = tmp_path / "demo"
     assert demo_main(["--out", str(out), "--models_dir", str(models), "--size", "96", "--max_slices", "8",
-                      "--no_fetch"]) == 0
+                      "--no_fetch", "--fast"]) == 0
     report = out / "report"
     for name in ("timing.csv", "metrics.csv", "metrics_summary.md", "metrics_summary.csv", "metrics.png"):
         assert (report / name).is_file(), name
@@ -28,6 +28,32 @@ def test_demo_with_existing_models(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert f"existing OpenVINO models in {models}/ (lite_medsam)" in printed
     assert "RANDOM WEIGHTS" not in printed
+
+    # --fast: the INT8 export, a second run with it, exact vs fast per modality
+    assert (models / "lite_medsam_image_encoder_int8.xml").is_file()
+    assert "daftseg.quantize" in printed and "--calibration_mr none" in printed and "--fast" in printed
+    with open(report / "timing_fast.csv") as f:
+        assert sorted(r["case"] for r in csv.DictReader(f)) == cases
+    table = [line for line in (report / "exact_vs_fast.md").read_text().splitlines() if line.startswith("| ")]
+    rows = {cells[0]: cells[1:] for cells in ([c.strip() for c in line.strip("|").split("|")] for line in table[1:])}
+    summaries = {}
+    for mode, name in (("exact", "metrics_summary.csv"), ("fast", "metrics_fast_summary.csv")):
+        with open(report / name) as f:
+            summaries[mode] = {r["target"]: r for r in csv.DictReader(f)}
+    assert set(rows) == set(summaries["exact"]) and "Average" in rows and len(rows) > 5
+    seconds = {}
+    for mode, name in (("exact", "timing.csv"), ("fast", "timing_fast.csv")):
+        with open(report / name) as f:
+            seconds[mode] = {r["case"]: float(r["seconds"]) for r in csv.DictReader(f)}
+    ct = [c for c in cases if "_CT_" in c]  # 2D and 3D
+    for col, mode in ((1, "exact"), (2, "fast")):
+        assert rows["CT"][col] == f"{sum(seconds[mode][c] for c in ct):.1f}"
+        assert rows["Average"][col] == f"{sum(seconds[mode].values()):.1f}"
+    for target, (n, _, _, dsc_e, dsc_f, nsd_e, nsd_f) in rows.items():
+        assert n == summaries["exact"][target]["cases"]
+        assert (dsc_e, nsd_e) == (summaries["exact"][target]["dsc_pct"], summaries["exact"][target]["nsd_pct"])
+        assert (dsc_f, nsd_f) == (summaries["fast"][target]["dsc_pct"], summaries["fast"][target]["nsd_pct"])
+    assert "fast mode    : INT8 image encoders in" in printed
 
 
 def test_demo_refuses_a_folder_it_did_not_create(tmp_path, monkeypatch, capsys):

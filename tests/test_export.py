@@ -260,3 +260,51 @@ def test_graph_specs_match_contract():
         inputs, outputs = DAFT_GRAPHS[spec.suffix]
         assert [(t.name, tuple(None if isinstance(d, str) else d for d in t.shape)) for t in spec.inputs] == inputs
         assert [(t.name, tuple(None if isinstance(d, str) else d for d in t.shape)) for t in spec.outputs] == outputs
+
+
+# -- the INT8 gate on a real-sized encoder ------------------------------------------------------------
+GATE_ROW = r"^\s+(\S+\.npz)\s+(\d\.\d{4})\s+(\d\.\d{4})\s+([+-]\d\.\d{4})\s+(\d\.\d{4})$"
+
+
+def test_int8_gate_arithmetic_on_a_real_sized_litemedsam(litemedsam, tmp_path):
+    """NNCF on the real-sized (fixture-filled) LiteMedSAM encoder, gated on five synthetic cases with
+    ground truth: every printed change, mean and the decision follow from the printed per-case DSCs."""
+    import re
+    import shutil
+
+    from daftseg.data.synthetic import make_case as make_synthetic
+    from daftseg.inference.npz_io import make_case
+    from daftseg.quantize.calibration import CalibrationCase, CalibrationSet
+    from daftseg.quantize.int8 import Int8Error, Int8Settings, export_int8
+
+    folder = shutil.copytree(litemedsam.dirs["ov_fp16"], tmp_path / "ov")
+    cases = []
+    for i, prefix in enumerate(("2DBox_Dermoscopy", "2DBox_US", "2DBox_X-Ray", "2DBox_Endoscopy", "2DBox_Fundus")):
+        s = make_synthetic(prefix, seed=11, index=i + 1, size=128)
+        cases.append(CalibrationCase(make_case(f"{prefix}_{i + 1:04d}.npz", s.imgs, s.boxes), s.gts))
+    lines: list[str] = []
+    try:
+        run = export_int8(folder, "lite_medsam", Int8Settings(subset_size=3), log=lines.append,
+                          calibration=CalibrationSet("five", cases), split_cases=(cases[:3], cases[3:]))
+        refused = None
+    except Int8Error as e:
+        run, refused = None, str(e)
+    rows = {m.group(1): [float(v) for v in m.groups()[1:]] for line in lines if (m := re.match(GATE_ROW, line))}
+    assert sorted(rows) == sorted(c.name for c in cases[3:])
+    f32, int8 = np.array([r[0] for r in rows.values()]), np.array([r[1] for r in rows.values()])
+    assert f32.max() > 0.05  # the filled weights segment something: the DSCs are real decisions
+    for name, (a, b, change, _) in rows.items():
+        assert change == round(b - a, 4), name
+    mean_line = next(line.split() for line in lines if line.strip().startswith("mean "))
+    assert mean_line[1:4] == [f"{round(f32.mean(), 4):.4f}", f"{round(int8.mean(), 4):.4f}",
+                              f"{round(round(int8.mean(), 4) - round(f32.mean(), 4), 4):+.4f}"]
+    mean_drop = round(f32.mean(), 4) - round(int8.mean(), 4)
+    worse = [k for k, r in rows.items() if -r[2] > 0.10]
+    if round(mean_drop, 4) <= 0.01 and not worse:
+        assert refused is None and run.verdict.passed
+        assert {k: [v["dsc_f32"], v["dsc_int8"], v["change"], v["agreement"]]
+                for k, v in run.record["agreement"]["cases"].items()} == rows
+    else:
+        assert refused is not None and all(k in refused for k in worse)
+        assert ("--int8_max_dsc_drop" in refused) == (round(mean_drop, 4) > 0.01)
+        assert not (folder / "lite_medsam_image_encoder_int8.xml").exists()

@@ -21,13 +21,16 @@ import numpy as np
 import openvino as ov
 import openvino.opset13 as ops
 import pytest
-from ov_toy_models import _named, _param, toy_models_dir  # noqa: F401 - pytest fixture
+from ov_toy_models import _named, _param, toy_image_encoder, toy_models_dir, write_toy_models  # noqa: F401 - fixture
 
 from daftseg import segment
 from daftseg.inference import Segmenter
 from daftseg.inference.cpu import cpu_info, fast_mode_report, read_cpu_flags
 from daftseg.inference.model_folder import int8_agreement, int8_encoder_file, int8_model_names
+from daftseg.inference.npz_io import make_case
 from daftseg.inference.runner import main as run_batch
+from daftseg.quantize.calibration import CalibrationCase, CalibrationSet
+from daftseg.quantize.int8 import Int8Settings, export_int8
 
 REPO = Path(__file__).resolve().parents[1]
 BOXES = np.array([[5, 6, 40, 30], [20, 10, 60, 45]])
@@ -204,8 +207,10 @@ def test_segment_and_app_take_fast(models, tmp_path, monkeypatch, capsys) -> Non
 
     config = app_cli.make_config(app_cli.build_parser().parse_args(
         ["--data", str(tmp_path), "-m", str(models), "--fast", "--no_browser"]))
-    sessions = App(config).segmenter.sessions
-    assert config.fast and sessions.config.int8 and sessions.config.precision == "auto"
+    app = App(config)  # --fast: the Fast switch starts on; the exact Segmenter stays exact
+    assert config.fast and not app.segmenter.sessions.config.int8 and app.segmenter.sessions.config.precision == "f32"
+    sessions = app.segmenter_for(True).sessions
+    assert sessions.config.int8 and sessions.config.precision == "auto"
     assert sessions.encoder_path("XRay").name == "XRay_image_encoder_int8.xml"
 
 
@@ -253,3 +258,39 @@ def test_a_missing_or_unreadable_int8_record_shows_as_no_record(models, text) ->
     if text is not None:
         int8_encoder_file(models, "XRay").with_suffix(".json").write_text(text)
     assert int8_agreement(models, "XRay") is None
+
+
+def test_an_int8_encoder_older_than_a_re_export_is_noticed_and_the_standard_one_runs(tmp_path, caplog) -> None:
+    models = write_toy_models(tmp_path / "models", {"XRay": {"alpha": 1.0}})
+    weights = models / "XRay_image_encoder.bin"
+    earlier = weights.stat().st_mtime - 3600  # the first export, an hour ago
+    os.utime(weights, (earlier, earlier))
+    rng = np.random.default_rng(4)
+    imgs = [rng.integers(0, 256, (64, 64, 3)).astype(np.uint8) for _ in range(3)]
+    calib = [CalibrationCase(make_case(f"2DBox_XRay_{i}.npz", im, BOXES)) for i, im in enumerate(imgs)]
+    export_int8(models, "XRay", Int8Settings(min_agreement=0.0), log=lambda _: None,
+                calibration=CalibrationSet("three", calib), split_cases=(calib[:2], calib[2:]))
+    image = imgs[0]
+    with caplog.at_level(logging.WARNING, logger="daftseg.inference"):
+        current = Segmenter(models, precision="f32", fast=True)
+        assert current.sessions.model("XRay").encoder.path.name == "XRay_image_encoder_int8.xml"
+    assert not caplog.records
+
+    # the standard encoder exported again (same size, written now): the INT8 file was made from the old one
+    ov.save_model(toy_image_encoder(seed=7), models / "XRay_image_encoder.xml", compress_to_fp16=False)
+    record = json.loads((models / "XRay_image_encoder_int8.json").read_text())
+    assert record["source_bin"]["size"] == weights.stat().st_size  # same size: only the time tells
+    with caplog.at_level(logging.WARNING, logger="daftseg.inference"):
+        fast = Segmenter(models, precision="f32", fast=True)
+        assert fast.sessions.model("XRay").encoder.path.name == "XRay_image_encoder.xml"
+        fast.sessions._models.clear()
+        fast.sessions.model("XRay")  # compiled again: still one warning
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1
+    assert str(models / "XRay_image_encoder_int8.xml") in warnings[0] and str(weights) in warnings[0]
+    assert "runs the standard image encoder XRay_image_encoder.xml" in warnings[0]
+    exact = Segmenter(models, precision="f32")
+    assert np.array_equal(fast.segment(image, BOXES, model="XRay"), exact.segment(image, BOXES, model="XRay"))
+    line, report = fast.fast_mode_report(cpu_flags=lambda: frozenset({"avx512_vnni"}))
+    assert "XRay: agreement" not in line
+    assert any(w.startswith("XRay_image_encoder_int8.xml was made from another XRay encoder") for w in report)

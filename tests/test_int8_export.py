@@ -4,7 +4,8 @@ encoder, the agreement gate and the files it writes, and the wiring into onnx2op
 The toy models (tests/ov_toy_models.py) keep every run to seconds: an image encoder of an average
 pool and a 1x1 convolution, and a decoder whose mask border moves with the pooled intensity by
 ``alpha``. A large ``alpha`` makes the masks sensitive to the encoder's output, so a quantiser
-calibrated on flat images (whose activation range is empty) visibly breaks them.
+calibrated on flat images (whose activation range is empty) visibly breaks them. The gate's decision
+itself (DSC against the ground truth, agreement where there is none) is tested in test_int8_gate.py.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ from daftseg.quantize.int8 import Int8Error, Int8Settings, export_int8
 ROOT = Path(__file__).resolve().parents[1]
 INT8_FLAGS = ["--int8", "--calibration", "--calibration_mr", "--int8_holdout", "--int8_subset_size",
               "--int8_smooth_quant", "--int8_bias_correction", "--int8_accuracy_control", "--int8_validation",
-              "--int8_max_drop", "--int8_min_agreement"]
-TABLE_ROW = re.compile(r"^\s+(\S+\.npz)\s+(\d\.\d{4})\b")
+              "--int8_max_drop", "--int8_max_dsc_drop", "--int8_max_case_drop", "--int8_min_agreement"]
+# case, DSC f32, DSC INT8, change (or three dashes without ground truth), agreement
+TABLE_ROW = re.compile(r"^\s+(\S+\.npz)\s+(?:\d\.\d{4}\s+\d\.\d{4}\s+[+-]\d\.\d{4}|-\s+-\s+-)\s+(\d\.\d{4})$")
 SENSITIVE = 20.0  # decoder alpha at which an empty activation range wrecks the masks
 
 
@@ -49,12 +51,11 @@ def int8_files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if "_int8" in p.name)
 
 
-def printed_table(lines: list[str]) -> tuple[dict[str, str], str, str]:
-    """(case -> agreement, mean, worst) as the gate printed them."""
+def printed_table(lines: list[str]) -> tuple[dict[str, str], str]:
+    """(case -> agreement, mean agreement) as the gate printed them."""
     rows = {m.group(1): m.group(2) for line in lines if (m := TABLE_ROW.match(line))}
-    mean = next(line.split()[1] for line in lines if line.strip().startswith("mean "))
-    worst = next(line.split()[1] for line in lines if line.strip().startswith("worst "))
-    return rows, mean, worst
+    mean = next(line.split()[-1] for line in lines if line.strip().startswith("mean "))
+    return rows, mean
 
 
 def synthetic(prefix: str, index: int, size: int = 128) -> CalibrationCase:
@@ -94,14 +95,21 @@ def test_quantising_writes_the_int8_files_with_the_printed_agreement(tmp_path):
     assert 0 < np.abs(a - b).max() < 0.05 * np.abs(a).max()
 
     record = json.loads(xml.with_suffix(".json").read_text())
-    rows, mean, worst = printed_table(lines)
-    assert rows and {k: f"{v:.4f}" for k, v in record["agreement"]["per_case"].items()} == rows
-    assert f"{record['agreement']['mean']:.4f}" == mean and f"{record['agreement']['worst']:.4f}" == worst
+    rows, mean = printed_table(lines)
+    cases = record["agreement"]["cases"]
+    assert rows and {k: f"{v['agreement']:.4f}" for k, v in cases.items()} == rows
+    assert f"{record['agreement']['mean']:.4f}" == mean
     assert record["held_out"] == list(rows)
-    # the held-out synthetic cases have ground truth: the DSC of each map against it is recorded too
-    assert set(record["agreement"]["dsc_vs_gts"]) == set(rows)
-    assert all(0 <= v <= 1 for d in record["agreement"]["dsc_vs_gts"].values() for v in d.values())
-    assert record["agreement"]["min_agreement"] == 0.95
+    # the held-out synthetic cases have ground truth: DSC decided, and each map's DSC is recorded
+    assert record["gate"]["rule"] == "DSC against the ground truth (every held-out case has it)"
+    assert record["gate"]["passed"] and record["gate"]["min_agreement"] is None
+    assert all(0 <= v[k] <= 1 for v in cases.values() for k in ("dsc_f32", "dsc_int8"))
+    assert all(v["change"] == round(v["dsc_int8"] - v["dsc_f32"], 4) for v in cases.values())
+    # the standard weights' size and time, for fast mode's check at load
+    weights = models / "lite_medsam_image_encoder.bin"
+    assert record["source_bin"]["file"] == weights.name
+    assert record["source_bin"]["size"] == weights.stat().st_size
+    assert record["source_bin"]["mtime"] == int(weights.stat().st_mtime)
     assert record["model"] == "lite_medsam" and record["source_xml"] == "lite_medsam_image_encoder.xml"
     assert set(record["versions"]) >= {"daftseg", "openvino", "nncf"}
     assert "built-in synthetic set" in record["calibration"]["source"]
@@ -113,20 +121,22 @@ def test_quantising_writes_the_int8_files_with_the_printed_agreement(tmp_path):
     assert any(re.search(r"quantised in \d+\.\d s", line) for line in lines)
 
 
-def test_the_gate_refuses_a_model_calibrated_on_flat_images(tmp_path):
+def test_without_ground_truth_the_gate_refuses_a_model_calibrated_on_flat_images(tmp_path):
     models = write_toy_models(tmp_path / "models", {"CT": {"alpha": SENSITIVE}})
     before = tree_snapshot(models)
-    held_out = [synthetic(p, 1) for p in ("2DBox_X-Ray", "2DBox_US", "2DBox_Fundus")]
+    held_out = [CalibrationCase(synthetic(p, 1).case) for p in ("2DBox_X-Ray", "2DBox_US", "2DBox_Fundus")]
     broken = [flat_case(f"2DBox_flat_{i}.npz") for i in range(3)]
     lines: list[str] = []
     with pytest.raises(Int8Error) as refused:
         export_int8(models, "CT", Int8Settings(), log=lines.append,
                     calibration=CalibrationSet("broken", broken + held_out), split_cases=(broken, held_out))
-    _, mean, worst = printed_table(lines)
+    rows, mean = printed_table(lines)
+    worst = min(rows, key=lambda k: (rows[k], k))
     message = str(refused.value)
-    assert message.startswith("CT_image_encoder_int8.xml not written: INT8 agrees with f32 at mean Dice ")
-    assert f"mean Dice {mean} (worst {worst}, " in message
-    assert "on 3 held-out cases, below --int8_min_agreement 0.95" in message
+    assert any(line.endswith("gate rule: agreement with f32 (no held-out case has ground truth)") for line in lines)
+    assert message == (f"CT_image_encoder_int8.xml not written: INT8 agrees with f32 at mean Dice {mean} (worst "
+                       f"{rows[worst]}, {worst}) on 3 held-out cases without ground truth, below 0.95 (the default "
+                       "for cases without ground truth; --int8_min_agreement sets it)")
     assert float(mean) < 0.95
     assert tree_snapshot(models) == before  # nothing _int8, no temporary left, standard files as they were
 
@@ -338,8 +348,8 @@ def test_onnx2openvino_int8_refuses_one_model_and_writes_the_other(tmp_path, mon
     errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1
     assert re.fullmatch(r"error: XRay_image_encoder_int8\.xml not written: INT8 agrees with f32 at mean Dice "
-                        r"0\.\d{4} \(worst 0\.\d{4}, " + re.escape(held_name) + r"\) on 1 held-out cases, "
-                        r"below --int8_min_agreement 0\.95", errors[0])
+                        r"0\.\d{4} \(worst 0\.\d{4}, " + re.escape(held_name) + r"\) on 1 held-out cases without "
+                        r"ground truth, below 0\.95 \(the default .*\)", errors[0])
     assert int8_files(out) == ["Fundus_image_encoder_int8.bin", "Fundus_image_encoder_int8.json",
                                "Fundus_image_encoder_int8.xml"]
     assert (out / "XRay_image_encoder.xml").is_file()  # the standard IR stays
@@ -395,3 +405,23 @@ def test_export_modules_import_without_nncf():
     code = ("import sys, daftseg.export.openvino_convert, daftseg.quantize.int8, daftseg.quantize.calibration; "
             "assert 'nncf' not in sys.modules and 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
+
+
+def test_quantize_command_picks_models_without_a_current_int8_encoder(tmp_path, capsys):
+    from daftseg.quantize.cli import main as quantize_main
+    from daftseg.quantize.cli import wanted
+
+    models = write_toy_models(tmp_path / "models", ["CT", "XRay", "lite_medsam"])
+    weights = models / "CT_image_encoder.bin"
+    for name, size, mtime in (("CT", weights.stat().st_size, int(weights.stat().st_mtime)),  # current
+                              ("XRay", 1, 0)):  # made from another encoder
+        xml = models / f"{name}_image_encoder_int8.xml"
+        ov.save_model(ov.Core().read_model(str(models / f"{name}_image_encoder.xml")), xml, compress_to_fp16=False)
+        xml.with_suffix(".json").write_text(json.dumps({"source_bin": {"size": size, "mtime": mtime}}))
+    assert wanted(models, None, force=False) == (["XRay", "lite_medsam"], ["CT"])
+    assert wanted(models, ["CT"], force=True) == (["CT"], [])
+    assert quantize_main([str(models), "--names", "CT"]) == 0  # current: nothing to do
+    assert "CT: its INT8 encoder is current" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        quantize_main([str(models), "--names", "Fundus"])
+    assert "no standard IR for Fundus" in capsys.readouterr().err

@@ -64,11 +64,21 @@ def test_tissue_labels_threshold_the_maps_on_their_grid(tmp_path, monkeypatch):
 def test_scans_are_segmented_and_scored(tmp_path, monkeypatch, toy_models_dir, capsys):  # noqa: F811
     wheel, _, _ = _fake_wheel(tmp_path, monkeypatch)
     lines = demo_scans.run(tmp_path / "scans", toy_models_dir, tmp_path / "cache", tmp_path, fetch=False,
-                           wheel=wheel, ct_shape=(12, 64, 64))
+                           wheel=wheel, ct_shape=(12, 64, 64), mni_slab=5)
     printed = capsys.readouterr().out
-    assert "daftseg.segment --image" in printed and "--boxes_from" in printed
-    assert len(lines) == 3 and lines[0].startswith("synthetic CT: ") and lines[1].startswith("MNI152 T1 (real MR): ")
-    assert "Dice liver" in lines[0] and "Dice white matter" in lines[1] and "itksnap -g" in lines[2]
+    assert "daftseg.segment --image" in printed
+    assert f"--boxes_from {tmp_path / 'scans' / 'mni152_tissue_labels_slab.nii.gz'}" in printed
+    assert len(lines) == 4 and lines[0].startswith("synthetic CT: ")
+    # 12 slices, 5 kept around the middle: 3..7
+    assert lines[1].startswith("MNI152 T1 (real MR), slices 3-7 of 12: ") and lines[2] == demo_scans.MNI_MEANING
+    assert "Dice liver" in lines[0] and "Dice white matter" in lines[1] and "itksnap -g" in lines[3]
+    mni_seg = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "scans" / "mni152_t1_seg.nii.gz")))
+    assert mni_seg[3:8].any() and not mni_seg[:3].any() and not mni_seg[8:].any()  # the slab only
+    full = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "scans" / "mni152_tissue_labels.nii.gz")))
+    kept = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "scans" / "mni152_tissue_labels_slab.nii.gz")))
+    assert np.array_equal(kept[3:8], full[3:8]) and not kept[:3].any() and not kept[8:].any()
+    wm = 2 * ((mni_seg == 1) & (kept == 1)).sum() / ((mni_seg == 1).sum() + (kept == 1).sum())
+    assert f"Dice white matter {wm:.3f}" in lines[1]  # scored on the slab
     for scan in ("synthetic_ct", "mni152_t1"):
         seg = sitk.ReadImage(str(tmp_path / "scans" / f"{scan}_seg.nii.gz"))
         src = sitk.ReadImage(str(tmp_path / "scans" / f"{scan}.nii.gz"))

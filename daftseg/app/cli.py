@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the secret the link carries (default: a new random one at each start); fix it for "
                         "scripts and tests")
     add_precision_arguments(p)
+    # in the app --fast is where the Fast switch starts: scans whose model has no INT8 encoder stay exact
+    p._option_string_actions["--fast"].help = (
+        "start each scan's Fast switch on where its model has an INT8 image encoder "
+        "(<Name>_image_encoder_int8.xml): fast mode as PerfectMetaOpenVINO.py --fast, outputs differ from DAFT's")
     p.add_argument("--threads", type=int, default=0, help="OpenVINO inference threads (0: all cores)")
     p.add_argument("--cache_dir", default=None,
                    help="compiled-model cache folder (default: the batch script's, openvinocache; '' disables)")
@@ -112,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         print(warning, file=sys.stderr)
     app = create_app(config)
     if config.fast and Path(args.models_dir).is_dir():
-        line, warnings = app.state.daft.segmenter.fast_mode_report()
+        line, warnings = app.state.daft.segmenter_for(True).fast_mode_report()
         print(line, file=sys.stderr)
         for w in warnings:
             print(f"warning: {w}", file=sys.stderr)

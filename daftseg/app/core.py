@@ -1,5 +1,9 @@
 """The app's core: the open scans, the models and what a request asks of them (open, propagate,
-save); no HTTP here (``handlers.py``), no command line (``cli.py``)."""
+save); no HTTP here (``handlers.py``), no command line (``cli.py``).
+
+Two Segmenters: the exact one (DAFT's outputs), and, made when a scan first turns its Fast switch on,
+fast mode's (``Segmenter(fast=True)``: INT8 image encoders, OpenVINO's best precision for the rest),
+so that a scan's fast masks equal ``daftseg-segment --fast``'s."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from pathlib import Path
 from daftseg.app.paths import inside
 from daftseg.app.prefetch import Prefetch, prefetch_order
 from daftseg.app.state import AppError, CachedModel, Cancelled, EmbeddingCache, Job, ScanState
-from daftseg.inference.model_folder import model_names
+from daftseg.inference.model_folder import int8_encoder_file, ir_complete, model_names
 from daftseg.inference.routing import MODEL_NAME_CHARS, is_plain_model_name, scan_case_name
 from daftseg.inference.runner import LOCAL_CACHE_DIR
 from daftseg.inference.segmenter import Segmenter
@@ -33,7 +37,7 @@ class AppConfig:
     cache_dir: str | None = None
     max_upload_bytes: int = 2 << 30
     embeddings: int = 32
-    fast: bool = False  # INT8 image encoders where exported (Segmenter(fast=True)); not DAFT's outputs
+    fast: bool = False  # the Fast switch's setting for scans whose model has an INT8 encoder; not DAFT's outputs
     prefetch: bool = True  # encode a 3D box's slices in the background before Propagate (prefetch.py)
     token: str | None = None  # the secret of this launch (guard.py); None: a new random one
     allowed_hosts: tuple[str, ...] = ()  # host names besides 127.0.0.1, localhost and [::1] (--host)
@@ -47,7 +51,8 @@ class App:
         self.data = Path(config.data).resolve()
         cache = config.cache_dir if config.cache_dir is not None else LOCAL_CACHE_DIR
         self.segmenter = Segmenter(config.models_dir, cache_dir=cache or None, threads=config.threads,
-                                   precision=config.precision, fast=config.fast)
+                                   precision=config.precision)
+        self._fast_segmenter: Segmenter | None = None
         self.embeddings = EmbeddingCache(config.embeddings)
         self.infer_lock = threading.Lock()
         self.scans: dict[str, ScanState] = {}
@@ -57,11 +62,26 @@ class App:
     def models(self) -> list[str]:
         return [n for n in model_names(self.config.models_dir) if self.segmenter.sessions.available(n)]
 
+    def has_int8(self, model: str) -> bool:
+        """Whether ``model`` has an INT8 image encoder: the Fast switch is offered only then."""
+        return ir_complete(int8_encoder_file(self.config.models_dir, model))
+
+    def segmenter_for(self, fast: bool) -> Segmenter:
+        if not fast:
+            return self.segmenter
+        with self.lock:
+            if self._fast_segmenter is None:
+                exact = self.segmenter.sessions.config
+                self._fast_segmenter = Segmenter(self.config.models_dir, cache_dir=exact.cache_dir,
+                                                 threads=exact.threads, precision=self.config.precision, fast=True)
+            return self._fast_segmenter
+
     def model_for(self, scan: ScanState, cancel=None, on_decode=None) -> CachedModel:
         if not self.segmenter.sessions.available(scan.model):
             raise AppError(f"model {scan.model} has no files in {self.config.models_dir}")
-        sessions = self.segmenter.sessions.model(scan.model)
-        return CachedModel(sessions, self.embeddings, self.infer_lock, cancel, on_decode)
+        fast = scan.fast
+        sessions = self.segmenter_for(fast).sessions.model(scan.model)
+        return CachedModel(sessions, self.embeddings, self.infer_lock, cancel, on_decode, fast=fast)
 
     def check_model_name(self, model: str) -> str:
         if not is_plain_model_name(model):
@@ -71,9 +91,11 @@ class App:
         return model
 
     # -- scans ----------------------------------------------------------------------------------
-    def open(self, relative: str, modality: str | None = None, model: str | None = None) -> ScanState:
+    def open(self, relative: str, modality: str | None = None, model: str | None = None,
+             fast: bool | None = None) -> ScanState:
         """Open a scan under the data folder: read by ``read_scan`` (the modality chosen, else the DICOM
-        tag's, else the file name's), routed as the batch script would route it."""
+        tag's, else the file name's), routed as the batch script would route it. ``fast``: the Fast
+        switch (None: ``config.fast``), on only where the model has an INT8 encoder."""
         path = inside(self.data, relative)
         if modality is not None and (not isinstance(modality, str) or len(modality) > 40
                                      or not set(modality) <= MODEL_NAME_CHARS | {" "}):
@@ -88,6 +110,8 @@ class App:
         route_info = {"name": name, "model": route.model, "rule_model": route.routed, "fell_back": route.fell_back}
         chosen = self.check_model_name(model) if model else route.model
         state = ScanState(path, relative, scan, chosen, route_info)
+        state.set_model(chosen, self.has_int8(chosen))
+        state.fast = (self.config.fast if fast is None else fast) and state.fast_available
         with self.lock:
             self.scans[state.id] = state
             while len(self.scans) > MAX_OPEN_SCANS:
@@ -142,6 +166,7 @@ class App:
         def work() -> None:
             try:
                 model = self.model_for(scan, job.cancel, tick)
+                job.encoder = model.encoder
                 scan.propagate(box, model)
                 job.state = "done"
             except Cancelled:

@@ -117,8 +117,11 @@ async def files(request: Request) -> Response:
 @guarded
 async def open_scan(request: Request) -> Response:
     data = await body(request)
+    fast = data.get("fast")
+    if fast is not None and not isinstance(fast, bool):
+        raise AppError("fast must be true, false or null")
     scan = await run_in_threadpool(core(request).open, data.get("path"), data.get("modality") or None,
-                                   data.get("model") or None)
+                                   data.get("model") or None, fast)
     return JSONResponse({**scan.info(), **scan.snapshot()})
 
 
@@ -141,17 +144,19 @@ async def state(request: Request) -> Response:
     return JSONResponse(open_scan_of(request).snapshot())
 
 
-def _preview(app: App, scan: ScanState, box: dict) -> float:
+def _preview(app: App, scan: ScanState, box: dict) -> tuple[float, str]:
+    """(seconds, the image encoder file that answered)."""
     t0 = time.perf_counter()
-    scan.ensure_preview(box, app.model_for(scan))
-    return time.perf_counter() - t0
+    model = app.model_for(scan)
+    scan.ensure_preview(box, model)
+    return time.perf_counter() - t0, model.encoder
 
 
 async def _with_preview(request: Request, scan: ScanState, box: dict) -> JSONResponse:
     app = core(request)
-    seconds = await run_in_threadpool(_preview, app, scan, box)
+    seconds, encoder = await run_in_threadpool(_preview, app, scan, box)
     app.prefetch(scan, box)  # Propagate will find its slices encoded (prefetch.py)
-    return JSONResponse({**scan.snapshot(), "box": box, "seconds": round(seconds, 4)})
+    return JSONResponse({**scan.snapshot(), "box": box, "seconds": round(seconds, 4), "encoder": encoder})
 
 
 @guarded
@@ -186,15 +191,25 @@ async def undo(request: Request) -> Response:
 async def settings(request: Request) -> Response:
     app, scan = core(request), open_scan_of(request)
     data = await body(request)
+    if "fast" in data and not isinstance(data["fast"], bool):
+        raise AppError("fast must be true or false")
     if "model" in data:
-        scan.set_model(app.check_model_name(data["model"] or scan.route["model"]))
+        model = app.check_model_name(data["model"] or scan.route["model"])
+        scan.set_model(model, app.has_int8(model))
+    if "fast" in data:
+        scan.set_fast(data["fast"])
+    encoder = ""
+    if "model" in data or "fast" in data:
+        app.stop_prefetch(scan)  # it encodes for the model and mode it was started with
 
-        def previews() -> None:  # the masks of the new model, as the page shows them
+        def previews() -> str:  # the masks of the new model or mode, as the page shows them
+            model = app.model_for(scan)
             for box in list(scan.boxes):
-                scan.ensure_preview(box, app.model_for(scan))
+                scan.ensure_preview(box, model)
+            return model.encoder if scan.boxes else ""
 
-        await run_in_threadpool(previews)
-    return JSONResponse(scan.snapshot())
+        encoder = await run_in_threadpool(previews)
+    return JSONResponse({**scan.snapshot(), "encoder": encoder})
 
 
 @guarded

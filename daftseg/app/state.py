@@ -7,6 +7,10 @@ Masks are computed with the runtime's own steps, so that the label map the app s
   as ``case2d.segment_2d``; later boxes overwrite earlier ones.
 - 3D propagation: ``case3d.segment_3d`` for the box alone, with its label index k (its position in
   the list), on which DAFT's next-slice prompt depends; a voxel gets the last box covering it.
+
+With the scan's Fast switch on (``fast``), masks come from fast mode's models (the INT8 image encoder)
+and equal ``daftseg-segment --fast``'s. Masks are kept by (model, fast), so the two never mix and
+switching back shows the exact masks again without computing them.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ class AppError(ValueError):
 
 
 class EmbeddingCache:
-    """Image embeddings by (model, digest of the preprocessed input), least recently used dropped first.
+    """Image embeddings by (encoder, digest of the preprocessed input), least recently used dropped first.
 
     Keyed by content, so a slice seen while drawing is not encoded again by a propagation.
     """
@@ -91,10 +95,13 @@ class CachedModel:
     infer request serves one caller), with cancel and progress for propagation."""
 
     def __init__(self, sessions, cache: EmbeddingCache, infer_lock: threading.Lock,
-                 cancel: threading.Event | None = None, on_decode=None) -> None:
+                 cancel: threading.Event | None = None, on_decode=None, fast: bool = False) -> None:
         self._s, self._cache, self._lock = sessions, cache, infer_lock
         self._cancel, self._on_decode = cancel, on_decode
         self.name = sessions.name
+        # fast mode's embeddings differ from exact mode's (INT8 encoder, other precision): never shared
+        self.cache_key = f"{sessions.name}:fast" if fast else sessions.name
+        self.encoder = sessions.encoder.path.name  # the file that answers: shown in the page
 
     def _check(self) -> None:
         if self._cancel is not None and self._cancel.is_set():
@@ -107,7 +114,7 @@ class CachedModel:
             with self._lock:
                 return self._s.encode(image)
 
-        return self._cache.get(self.name, x, run)
+        return self._cache.get(self.cache_key, x, run)
 
     def decode(self, embedding: np.ndarray, boxes256: np.ndarray, batch: int = 1) -> np.ndarray:
         self._check()
@@ -135,6 +142,7 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.perf_counter)
     seconds: float = 0.0
+    encoder: str = ""  # the image encoder file that answered
 
     def eta(self) -> float | None:
         """Seconds left at the cost per slice measured so far (None before the first slice)."""
@@ -145,7 +153,7 @@ class Job:
 
     def to_dict(self) -> dict:
         return {"box_id": self.box_id, "total": self.total, "done": self.done, "state": self.state,
-                "error": self.error, "seconds": round(self.seconds, 3), "eta": self.eta()}
+                "error": self.error, "seconds": round(self.seconds, 3), "eta": self.eta(), "encoder": self.encoder}
 
 
 _ids = itertools.count(1)
@@ -172,6 +180,8 @@ class ScanState:
         self.prefetch = None  # the background encoder of the slices a box will need (core.Prefetch)
         self._next_box = 1
         self.options = InferenceOptions()
+        self.fast = False  # the Fast switch: masks from fast mode's models (App.model_for)
+        self.fast_available = False  # whether the model has an INT8 image encoder (set by the App)
 
     # -- boxes ----------------------------------------------------------------------------------
     def info(self) -> dict:
@@ -186,7 +196,8 @@ class ScanState:
             return {"boxes": copy.deepcopy(self.boxes), "undo": len(self.history), "model": self.model,
                     "modality": self.modality, "job": self.job.to_dict() if self.job else None,
                     "propagated": [b["id"] for b in self.boxes if self._mask_3d_key(b) in self.masks]
-                    if self.is_3d else []}
+                    if self.is_3d else [], "fast": self.fast, "fast_available": self.fast_available,
+                    "fast_masks": [b["id"] for b in self.boxes if self._shows_mask(b)] if self.fast else []}
 
     def check_box(self, box: dict) -> dict:
         """A box from the page, checked against the scan: coords, slice (3D), label, colour, name."""
@@ -261,9 +272,16 @@ class ScanState:
             self.boxes = self.history.pop()
             return True
 
-    def set_model(self, model: str) -> None:
+    def set_model(self, model: str, fast_available: bool) -> None:
         with self.lock:
-            self.model = model
+            self.model, self.fast_available = model, fast_available
+            self.fast = self.fast and fast_available
+
+    def set_fast(self, fast: bool) -> None:
+        with self.lock:
+            if fast and not self.fast_available:
+                raise AppError(f"model {self.model} has no INT8 image encoder (export it with --int8): no fast mode")
+            self.fast = fast
 
     def _find(self, box_id: int) -> dict:
         for b in self.boxes:
@@ -274,11 +292,16 @@ class ScanState:
     # -- masks ----------------------------------------------------------------------------------
     def _mask_2d_key(self, box: dict, z: int | None) -> tuple:
         xy = tuple(box["coords"][:2] + box["coords"][3:5]) if self.is_3d else tuple(box["coords"])
-        return ("slice", self.model, z, xy)
+        return ("slice", self.model, self.fast, z, xy)
 
     def _mask_3d_key(self, box: dict) -> tuple:
         k = self.boxes.index(box) + 1
-        return ("3d", self.model, tuple(box["coords"]), k)
+        return ("3d", self.model, self.fast, tuple(box["coords"]), k)
+
+    def _shows_mask(self, box: dict) -> bool:
+        """Whether the page shows a mask of ``box`` made with the current model and mode."""
+        z = box.get("slice") if self.is_3d else None
+        return (self.is_3d and self._mask_3d_key(box) in self.masks) or self._mask_2d_key(box, z) in self.masks
 
     def _store(self, key: tuple, first: int, mask: np.ndarray) -> None:
         self.masks[key] = (first, mask)

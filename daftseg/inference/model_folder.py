@@ -6,7 +6,8 @@ the same graphs as ``.onnx``. All models share a prompt encoder and ``positional
 (1,256,64,64). The prompt encoder is looked up as ``lite_medsam_prompt_encoder.xml`` (93f1e55),
 then ``prompt_encoder.xml`` (916bd4e), then ``<Name>_prompt_encoder.xml``; DAFT's prompt encoders
 all hold the same frozen weights. Fast mode's INT8 image encoder is ``<Name>_image_encoder_int8.xml``
-/``.bin``, with the export gate's record ``<Name>_image_encoder_int8.json``.
+/``.bin``, with the export gate's record ``<Name>_image_encoder_int8.json``, which also holds the size
+and modification time of the standard ``.bin`` it was made from (``int8_source_mismatch``).
 
 Standard library only: the challenge container copies ``daftseg/inference`` alone, and export and
 the recipe import this without loading OpenVINO.
@@ -15,6 +16,7 @@ the recipe import this without loading OpenVINO.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 IMAGE_ENCODER = "image_encoder"
@@ -117,6 +119,35 @@ def int8_model_names(folder: str | Path) -> list[str]:
     """Sorted names of the models of ``folder`` that have an INT8 image encoder (.xml and .bin)."""
     pattern = graph_file("*", INT8_ENCODER)
     return sorted(model_name(p.name, INT8_ENCODER) for p in Path(folder).glob(pattern) if ir_complete(p))
+
+
+def file_stamp(path: str | Path) -> dict:
+    """What the INT8 record keeps of the standard encoder's weights: size in bytes and modification time
+    in whole seconds (a copy that keeps times but drops their sub-second part still matches)."""
+    st = Path(path).stat()
+    mtime = int(st.st_mtime)
+    return {"size": st.st_size, "mtime": mtime,
+            "mtime_utc": datetime.fromtimestamp(mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def int8_source_mismatch(folder: str | Path, name: str) -> str | None:
+    """Why ``name``'s INT8 encoder was not made from the standard ``.bin`` now in ``folder`` (size or
+    modification time differ from its record's ``source_bin``), or None. Cheap: two ``stat`` calls, no
+    hashing. None too where it cannot tell: no record, or one written before records held the stamp."""
+    try:
+        made_from = json.loads(int8_record_file(folder, name).read_text("utf-8"))["source_bin"]
+        size, mtime = int(made_from["size"]), int(made_from["mtime"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    weights = image_encoder_file(folder, name, BIN)
+    try:
+        now = file_stamp(weights)
+    except OSError:
+        return f"{weights.name} is missing"
+    if (now["size"], now["mtime"]) == (size, mtime):
+        return None
+    return (f"{weights.name} is {now['size']} bytes, modified {now['mtime_utc']}; the INT8 encoder was made from "
+            f"{size} bytes modified {made_from.get('mtime_utc', mtime)}")
 
 
 def int8_agreement(folder: str | Path, name: str) -> tuple[float, float] | None:

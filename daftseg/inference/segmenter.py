@@ -15,7 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from daftseg.inference.model_folder import int8_agreement, int8_model_names
+from daftseg.inference.model_folder import (
+    int8_agreement,
+    int8_encoder_file,
+    int8_model_names,
+    int8_source_mismatch,
+)
 from daftseg.inference.npz_io import Case, label_dtype, make_case, output_dtype, read_case
 from daftseg.inference.options import (
     DEFAULT_MAX_LOADED_MODELS,
@@ -86,8 +91,13 @@ class Segmenter:
 
         info = cpu_info(self.sessions.core, self.sessions.precision, (cpu_flags or read_cpu_flags)())
         folder = self.sessions.models_dir
-        models = {name: int8_agreement(folder, name) for name in int8_model_names(folder)}
-        return fast_mode_report(info, models, folder)
+        names = int8_model_names(folder)
+        stale = {name: why for name in names if (why := int8_source_mismatch(folder, name))}
+        models = {name: int8_agreement(folder, name) for name in names if name not in stale}
+        line, warnings = fast_mode_report(info, models, folder)
+        warnings += [f"{int8_encoder_file(folder, name).name} was made from another {name} encoder ({why}): {name} "
+                     "runs its standard image encoder; export it again with --int8" for name, why in stale.items()]
+        return line, warnings
 
     def route(self, name: str, warn: bool = True) -> Route:
         """The model that a file called ``name`` runs with (fallback if its files are absent)."""

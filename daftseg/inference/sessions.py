@@ -52,7 +52,9 @@ class SessionConfig:
         order, so a modality's cases come together and a released model is rarely needed again
         (it then loads again from the cache in well under a second).
     int8: fast mode: a model's image encoder is ``<Name>_image_encoder_int8.xml`` where that file
-        exists (``model_folder.int8_encoder_file``), else its standard encoder (with one warning per model).
+        exists (``model_folder.int8_encoder_file``) and was made from the standard ``.bin`` now there
+        (size and modification time as its record says, ``model_folder.int8_source_mismatch``), else
+        its standard encoder (with one warning per model naming both files).
         False (the default) never reads an INT8 file.
     """
 
@@ -162,12 +164,17 @@ class Sessions:
         if not self.config.int8:
             return standard
         int8 = model_folder.int8_encoder_file(self.models_dir, name)
-        if model_folder.ir_complete(int8):
+        if not model_folder.ir_complete(int8):
+            why = f"model {name} has no {int8.name} (+ .bin) in {self.models_dir}: fast mode runs its standard image encoder"
+        elif stale := model_folder.int8_source_mismatch(self.models_dir, name):
+            why = (f"{int8} was not made from {standard.with_suffix('.bin')} ({stale}): fast mode runs the standard "
+                   f"image encoder {standard.name}; export it again with --int8 (a copy of the folder must keep "
+                   "modification times: cp -p, rsync -t)")
+        else:
             return int8
         if name not in self._warned_int8:
             self._warned_int8.add(name)
-            log.warning("model %s has no %s (+ .bin) in %s: fast mode runs its standard image encoder",
-                        name, int8.name, self.models_dir)
+            log.warning("%s", why)
         return standard
 
     def prompt_encoder_path(self, name: str) -> Path:

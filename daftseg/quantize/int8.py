@@ -1,4 +1,4 @@
-"""``--int8``: NNCF post-training quantisation of an image encoder, gated by agreement with f32.
+"""``--int8``: NNCF post-training quantisation of an image encoder, gated by accuracy against the ground truth.
 
 For model ``<Name>`` of a models folder that already holds its standard IR:
 
@@ -7,10 +7,14 @@ For model ``<Name>`` of a models folder that already holds its standard IR:
 2. ``nncf.quantize`` (transformer model type, mixed preset, SmoothQuant on MatMuls, bias
    correction), or ``nncf.quantize_with_accuracy_control`` with ``--int8_accuracy_control``;
 3. the gate (``agreement``): every held-out case segmented with the standard IR and with the INT8
-   encoder as written (same prompt encoder and decoder, f32 precision hint); below
-   ``--int8_min_agreement`` (mean) nothing is written and the model fails with the numbers;
+   encoder as written (same prompt encoder and decoder, f32 precision hint). Where the cases have
+   ground truth, their DSC decides (``--int8_max_dsc_drop`` on the mean, ``--int8_max_case_drop`` on
+   any one case); cases without it are judged by the agreement with f32. A refusal writes nothing
+   and the model fails with the numbers;
 4. ``<Name>_image_encoder_int8.xml/.bin`` and the record ``<Name>_image_encoder_int8.json`` appear
-   together (``atomic_paths``, the ``.xml`` last), next to the standard files.
+   together (``atomic_paths``, the ``.xml`` last), next to the standard files. The record holds the
+   standard ``.bin``'s size and modification time, which fast mode compares at load
+   (``model_folder.int8_source_mismatch``) to notice an INT8 file older than a re-export.
 
 NNCF is imported only here, when a model is quantised (``import_nncf`` names the pip command).
 """
@@ -27,8 +31,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from daftseg.atomic import atomic_paths
-from daftseg.inference.model_folder import image_encoder_file, int8_encoder_file, int8_files
-from daftseg.quantize.agreement import Agreement, compare, ground_truth_score, reference_maps
+from daftseg.inference.model_folder import file_stamp, image_encoder_file, int8_encoder_file, int8_files
+from daftseg.quantize.agreement import (
+    DEFAULT_MAX_CASE_DROP,
+    DEFAULT_MAX_DSC_DROP,
+    FALLBACK_MIN_AGREEMENT,
+    Agreement,
+    GateRules,
+    Verdict,
+    compare,
+    ground_truth_score,
+    judge,
+    reference_maps,
+)
 from daftseg.quantize.calibration import (
     SLICES_PER_3D_CASE,
     CalibrationCase,
@@ -49,7 +64,6 @@ DEFAULT_SMOOTH_QUANT = 0.95  # NNCF's own default alpha for MatMuls of transform
 DEFAULT_SUBSET_SIZE = 300  # NNCF's default
 DEFAULT_HOLDOUT = 0.25
 DEFAULT_MAX_DROP = 0.01
-DEFAULT_MIN_AGREEMENT = 0.95
 PRESET = "mixed"  # symmetric weights, asymmetric activations: NNCF's choice for transformers
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}
 
@@ -81,7 +95,13 @@ class Int8Settings:
     accuracy_control: bool = False
     validation: str | None = None
     max_drop: float = DEFAULT_MAX_DROP
-    min_agreement: float = DEFAULT_MIN_AGREEMENT
+    max_dsc_drop: float = DEFAULT_MAX_DSC_DROP
+    max_case_drop: float = DEFAULT_MAX_CASE_DROP
+    min_agreement: float | None = None  # opt-in
+
+    @property
+    def rules(self) -> GateRules:
+        return GateRules(self.max_dsc_drop, self.max_case_drop, self.min_agreement)
 
     def check(self) -> None:
         """ValueError naming the flag whose value cannot be used."""
@@ -95,7 +115,10 @@ class Int8Settings:
             raise ValueError(f"--int8_bias_correction must be one of {BIAS_CORRECTION}")
         if not 0 <= self.max_drop <= 1:
             raise ValueError(f"--int8_max_drop must be in [0, 1], got {self.max_drop}")
-        if not 0 <= self.min_agreement <= 1:
+        for flag, value in (("--int8_max_dsc_drop", self.max_dsc_drop), ("--int8_max_case_drop", self.max_case_drop)):
+            if not 0 <= value <= 1:
+                raise ValueError(f"{flag} must be in [0, 1], got {value}")
+        if self.min_agreement is not None and not 0 <= self.min_agreement <= 1:
             raise ValueError(f"--int8_min_agreement must be in [0, 1], got {self.min_agreement}")
         if self.validation and not self.accuracy_control:
             raise ValueError("--int8_validation is used only with --int8_accuracy_control")
@@ -108,8 +131,12 @@ def add_int8_arguments(parser: argparse.ArgumentParser) -> None:
         "Also write <Name>_image_encoder_int8.xml/.bin and a record <Name>_image_encoder_int8.json next to the "
         "standard files, for the runtime's fast mode (the decoders are not quantised). The encoder is quantised "
         "with NNCF post-training quantisation, then gated: held-out cases are segmented with the standard IR "
-        "and with the INT8 encoder (exact runtime, f32), and the files are written only if the label maps "
-        "agree at --int8_min_agreement or better (mean over cases of the mean Dice over labels).")
+        "and with the INT8 encoder (exact runtime, f32). Where the held-out cases have ground truth (the "
+        "built-in synthetic set has), accuracy decides: the files are written only if the mean DSC drops by at "
+        "most --int8_max_dsc_drop and no case by more than --int8_max_case_drop. Cases without ground truth "
+        f"are judged by the agreement with the f32 label maps (mean Dice, at least {FALLBACK_MIN_AGREEMENT} or "
+        "--int8_min_agreement). The output names the rule that decided and prints, per case, DSC f32, DSC "
+        "INT8, their change and the agreement.")
     g.add_argument("--int8", action="store_true", help="quantise every image encoder written by this run")
     g.add_argument("--calibration", metavar="DIR", default=None,
                    help="calibration folder of challenge cases (imgs + boxes; ground truth from a gts key or "
@@ -145,14 +172,22 @@ def add_int8_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--int8_max_drop", type=float, default=DEFAULT_MAX_DROP, metavar="DROP",
                    help=f"largest absolute drop of the validation metric --int8_accuracy_control accepts "
                         f"(default: {DEFAULT_MAX_DROP})")
-    g.add_argument("--int8_min_agreement", type=float, default=DEFAULT_MIN_AGREEMENT, metavar="DICE",
-                   help="refuse to write an INT8 encoder whose label maps agree with f32 below this mean Dice "
-                        f"on the held-out cases; the model then fails (exit 1) (default: {DEFAULT_MIN_AGREEMENT})")
+    g.add_argument("--int8_max_dsc_drop", type=float, default=DEFAULT_MAX_DSC_DROP, metavar="DROP",
+                   help="refuse to write an INT8 encoder whose mean DSC against the ground truth, over the held-out "
+                        "cases that have it, is lower than f32's by more than this; the model then fails (exit 1) "
+                        f"(default: {DEFAULT_MAX_DSC_DROP})")
+    g.add_argument("--int8_max_case_drop", type=float, default=DEFAULT_MAX_CASE_DROP, metavar="DROP",
+                   help="refuse as well when any one held-out case's DSC drops by more than this (the refusal names "
+                        f"the case) (default: {DEFAULT_MAX_CASE_DROP})")
+    g.add_argument("--int8_min_agreement", type=float, default=None, metavar="DICE",
+                   help="also require the INT8 label maps to agree with f32 at this mean Dice or better on all "
+                        "held-out cases (opt-in; default: off). Cases without ground truth are always judged by "
+                        f"agreement: at least this, else {FALLBACK_MIN_AGREEMENT}")
 
 
 INT8_DESTS = ("calibration", "calibration_mr", "int8_holdout", "int8_subset_size", "int8_smooth_quant",
               "int8_bias_correction", "int8_accuracy_control", "int8_validation", "int8_max_drop",
-              "int8_min_agreement")
+              "int8_max_dsc_drop", "int8_max_case_drop", "int8_min_agreement")
 
 
 def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Int8Settings | None:
@@ -162,9 +197,12 @@ def settings_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser
         if given:
             parser.error(f"{', '.join(given)} only with --int8")
         return None
-    settings = Int8Settings(args.calibration, args.calibration_mr, args.int8_holdout, args.int8_subset_size,
-                            args.int8_smooth_quant, args.int8_bias_correction, args.int8_accuracy_control,
-                            args.int8_validation, args.int8_max_drop, args.int8_min_agreement)
+    settings = Int8Settings(
+        calibration=args.calibration, calibration_mr=args.calibration_mr, holdout=args.int8_holdout,
+        subset_size=args.int8_subset_size, smooth_quant=args.int8_smooth_quant,
+        bias_correction=args.int8_bias_correction, accuracy_control=args.int8_accuracy_control,
+        validation=args.int8_validation, max_drop=args.int8_max_drop, max_dsc_drop=args.int8_max_dsc_drop,
+        max_case_drop=args.int8_max_case_drop, min_agreement=args.int8_min_agreement)
     try:
         settings.check()
     except ValueError as e:
@@ -200,6 +238,7 @@ class Int8Run:
 
     xml: Path
     agreement: Agreement
+    verdict: Verdict
     seconds: float
     record: dict
 
@@ -251,6 +290,7 @@ def export_int8(models_dir: Path, name: str, settings: Int8Settings = Int8Settin
         raise Int8Error(f"{out.name} not written: no held-out case could be segmented "
                         f"({'; '.join(f'{k}: {v}' for k, v in refused.items())})")
 
+    stamp = file_stamp(src.with_suffix(".bin"))  # before reading: a re-export during the run shows as stale
     model = ov.Core().read_model(str(src))
     kwargs, advanced = nncf_arguments(nncf, settings, len(images))
     metric = ""
@@ -283,20 +323,22 @@ def export_int8(models_dir: Path, name: str, settings: Int8Settings = Int8Settin
         agreement = compare(candidate, held_out, reference, refused)
         for line in agreement.table():
             log(line)
-        if not agreement.mean >= settings.min_agreement:  # NaN fails too
-            raise Int8Error(refusal(out.name, agreement, settings.min_agreement))
-        record = make_record(name, src, calib, train, held_out, images, agreement, settings, seconds,
-                             quantizers, metric, nncf)
+        verdict = judge(agreement, settings.rules)
+        log(f"{tag} gate rule: {verdict.rule}")
+        for line in verdict.checks:
+            log(f"    {line}")
+        if not verdict.passed:
+            raise Int8Error(refusal(out.name, verdict))
+        record = make_record(name, src, calib, train, held_out, images, agreement, verdict, settings, seconds,
+                             quantizers, metric, nncf, stamp)
         tmp_json.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-    log(f"{tag} wrote {out} (+ .bin, .json): agreement mean {agreement.mean:.4f}, worst {agreement.worst:.4f}")
-    return Int8Run(out, agreement, seconds, record)
+    log(f"{tag} wrote {out} (+ .bin, .json): passed by {verdict.rule}")
+    return Int8Run(out, agreement, verdict, seconds, record)
 
 
-def refusal(file_name: str, agreement: Agreement, min_agreement: float) -> str:
-    """The gate's one-line refusal, with the numbers."""
-    return (f"{file_name} not written: INT8 agrees with f32 at mean Dice {agreement.mean:.4f} "
-            f"(worst {agreement.worst:.4f}, {agreement.worst_case}) on {len(agreement.per_case)} held-out cases, "
-            f"below --int8_min_agreement {min_agreement}")
+def refusal(file_name: str, verdict: Verdict) -> str:
+    """The gate's one-line refusal, with the numbers of every rule that failed."""
+    return f"{file_name} not written: " + "; ".join(verdict.failures)
 
 
 def _validation(name: str, settings: Int8Settings, held_out: list[CalibrationCase], reference: dict,
@@ -329,25 +371,30 @@ def _validation(name: str, settings: Int8Settings, held_out: list[CalibrationCas
 
 
 def make_record(name: str, src: Path, calib: CalibrationSet, train: Sequence[CalibrationCase],
-                held_out: Sequence[CalibrationCase], images: list, agreement: Agreement, settings: Int8Settings,
-                seconds: float, quantizers: int, metric: str, nncf) -> dict:
+                held_out: Sequence[CalibrationCase], images: list, agreement: Agreement, verdict: Verdict,
+                settings: Int8Settings, seconds: float, quantizers: int, metric: str, nncf,
+                stamp: dict | None = None) -> dict:
     """The JSON record written next to the INT8 encoder (keys documented in the README)."""
     import daftseg
     from daftseg.inference.openvino_runtime import import_openvino
 
+    weights = src.with_suffix(".bin")
     return {
         "model": name,
         "int8_xml": int8_encoder_file(src.parent, name).name,
         "source_xml": src.name,
-        "source_sha256": {p.name: sha256_file(p) for p in (src, src.with_suffix(".bin"))},
+        "source_sha256": {p.name: sha256_file(p) for p in (src, weights)},
+        "source_bin": {"file": weights.name, **(stamp or file_stamp(weights))},
         "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "versions": {"daftseg": daftseg.__version__, "openvino": import_openvino().get_version(),
                      "nncf": nncf.__version__, "python": sys.version.split()[0]},
         "calibration": {"source": calib.source, "calibration_cases": [c.name for c in train],
                         "images": len(images), "images_used": min(settings.subset_size, len(images))},
         "held_out": [c.name for c in held_out],
-        "agreement": {**agreement.record(), "min_agreement": settings.min_agreement,
-                      "measure": "per case: mean over labels of the Dice of the INT8 and f32 label maps"},
+        "agreement": {**agreement.record(),
+                      "measure": "agreement: per case, mean over labels of the Dice of the INT8 and f32 label maps; "
+                                 "dsc_f32, dsc_int8: of each map against the ground truth; change: dsc_int8 - dsc_f32"},
+        "gate": verdict.record(settings.rules),
         "quantization": {"seconds": round(seconds, 1), "fake_quantize_nodes": quantizers, "preset": PRESET,
                          "model_type": "transformer", "accuracy_control_metric": metric or None},
         "settings": asdict(settings),

@@ -6,12 +6,18 @@
   const S = {
     info: null, scan: null, boxes: [], z: 0, slices: new Map(), overlay: null, overlayZ: -1,
     view: { s: 1, ox: 0, oy: 0 }, win: null, opening: 0, selected: null, drag: null, job: null, propagated: [],
+    fastMasks: [],
   };
   window.daftApp = S; // the browser test reads the view transform from here
   // the link's token has set the cookie: keep it out of the address bar, history and screenshots
   if (new URLSearchParams(location.search).has("token")) history.replaceState(null, "", location.pathname);
 
   function message(text, kind) { const m = $("message"); m.textContent = text || ""; m.className = kind || ""; }
+  // which image encoder answered, for the status line (the server names the file it ran)
+  function encoderText(file) {
+    if (!file) return "";
+    return (/_int8\.xml$/.test(file) ? "fast: INT8 encoder " : "exact: standard encoder ") + file;
+  }
 
   async function api(method, url, data, raw) {
     // the server takes JSON bodies as application/json and uploads as octet-stream only (guard.py)
@@ -73,10 +79,12 @@
   async function openScan(path, modality) {
     message("opening " + path + " ...");
     const seq = ++S.opening; // two opens in flight (a modality change, then Open): the last asked wins
-    const model = S.scan && S.scan.path === path ? $("model").value : "";
-    const r = await json("POST", "/api/open", { path, modality: modality || null, model: model || null });
+    const same = S.scan && S.scan.path === path, model = same ? $("model").value : "";
+    const r = await json("POST", "/api/open", { path, modality: modality || null, model: model || null,
+      fast: same ? $("fast").checked : null });
     if (seq !== S.opening) return;
     S.scan = r; S.boxes = r.boxes; S.propagated = r.propagated || []; S.slices.clear(); S.overlay = null;
+    showFast(r);
     S.selected = null; S.overlayZ = -1;
     S.z = r.is_3d ? Math.floor(r.shape[0] / 2) : 0;
     const sl = $("slider"); sl.max = r.is_3d ? r.shape[0] - 1 : 0; sl.value = S.z; sl.disabled = !r.is_3d;
@@ -326,7 +334,8 @@
       const r = await json("POST", `/api/scans/${S.scan.id}/boxes`, { box });
       S.selected = r.box.id; $("new-label").value = Math.min(65535, box.label + 1);
       $("new-colour").value = nextColour(box.colour);
-      accept(r); message(`box ${S.boxes.length}: mask in ${(r.seconds * 1000).toFixed(0)} ms`, "ok");
+      accept(r);
+      message(`box ${S.boxes.length}: mask in ${(r.seconds * 1000).toFixed(0)} ms (${encoderText(r.encoder)})`, "ok");
     } else if ((d.mode === "move" || d.mode === "resize") && d.moved) {
       const b = S.boxes.find((q) => q.id === d.id);
       const r = await json("PUT", `/api/scans/${S.scan.id}/boxes/${d.id}`, { box: { coords: b.coords } });
@@ -350,7 +359,13 @@
   });
 
   // ---- boxes list ----
-  function accept(r) { S.boxes = r.boxes; S.propagated = r.propagated || []; renderBoxes(); draw(); }
+  function accept(r) {
+    S.boxes = r.boxes; S.propagated = r.propagated || []; showFast(r); renderBoxes(); draw();
+  }
+  // the Fast switch exists only for a model with an INT8 encoder; masks made with it are marked
+  function showFast(r) {
+    $("fast-row").hidden = !r.fast_available; $("fast").checked = !!r.fast; S.fastMasks = r.fast_masks || [];
+  }
   function renderBoxes() {
     const host = $("boxes"); host.innerHTML = "";
     S.boxes.forEach((b, i) => {
@@ -363,7 +378,9 @@
         `<div class="row"><button class="propagate">Propagate</button> <button class="goto">Go to slice ${b.slice}</button></div>` : "";
       div.innerHTML = `<div class="row"><b>#${i + 1}</b> <input type="number" class="label" min="1" max="65535" value="${b.label}">` +
         `<input type="color" class="colour" value="${b.colour}"><input type="text" class="name" placeholder="name">` +
-        `<button class="delete" title="delete">&#10005;</button></div>` +
+        `<button class="delete" title="delete">&#10005;</button>` +
+        (S.fastMasks.includes(b.id) ? `<span class="fast-tag" title="mask made in fast mode (INT8 image encoder)">fast</span>` : "") +
+        `</div>` +
         `<div class="row small">[${b.coords.join(", ")}]</div>` + z;
       div.querySelector(".name").value = b.name || "";
       const put = guard(async (changes) => {
@@ -409,7 +426,7 @@
     $("job").hidden = true;
     accept(await json("GET", `/api/scans/${S.scan.id}/state`));
     await loadOverlay();
-    if (job.state === "done") message(`propagated over ${job.total} slices in ${job.seconds.toFixed(1)} s`, "ok");
+    if (job.state === "done") message(`propagated over ${job.total} slices in ${job.seconds.toFixed(1)} s (${encoderText(job.encoder)})`, "ok");
     else message(job.state === "cancelled" ? "propagation cancelled" : "propagation failed: " + job.error,
       job.state === "cancelled" ? "" : "error");
   }
@@ -436,6 +453,13 @@
   $("model").addEventListener("change", guard(async () => {
     accept(await json("POST", `/api/scans/${S.scan.id}/settings`, { model: $("model").value }));
     await loadOverlay();
+  }));
+  $("fast").addEventListener("change", guard(async () => {
+    const on = $("fast").checked;
+    message(on ? "fast mode: compiling the INT8 encoder ..." : "exact mode ...");
+    const r = await json("POST", `/api/scans/${S.scan.id}/settings`, { fast: on });
+    accept(r); await loadOverlay();
+    message((on ? "fast mode on" : "fast mode off") + (r.encoder ? ` (${encoderText(r.encoder)})` : ""), "ok");
   }));
   $("window").addEventListener("change", setWindow);
   $("zoom-in").addEventListener("click", () => zoom(1.25));
