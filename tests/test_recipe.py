@@ -30,6 +30,16 @@ REGEX_916BD4E = {"3D": "^(CT|MR|PET)", "Dermoscopy": "^Dermoscopy", "Endoscopy":
                  "US": "^US", "XRay": "^(XRay|X-Ray)"}
 
 
+def write_lists(folder, lists: dict[str, list[str]], present: bool = True):
+    """CSV lists of basenames in ``folder`` and, with ``present``, empty npz files under folder/npz."""
+    (folder / "npz").mkdir(exist_ok=True)
+    for name, rows in lists.items():
+        (folder / name).write_text("filename\n" + "".join(f"{r}\n" for r in rows))
+        if present:
+            for r in rows:
+                (folder / "npz" / r).write_bytes(b"")
+
+
 def inputs(tmp_path, gpus: int = 1) -> Inputs:
     return Inputs(data_root=tmp_path / "npz", csv_dir=tmp_path / "csv", l0=tmp_path / "l0.pt",
                   lite_medsam=tmp_path / "lite.pth", out=tmp_path / "run", gpus=gpus)
@@ -69,7 +79,7 @@ def test_916bd4e_recipe_is_the_performance_booster_table():
 def test_plan_shares_runs_and_keeps_the_original_global_batch(tmp_path):
     stages = plan_stages(load_recipe("93f1e55"), inputs(tmp_path, gpus=4))
     ids = [s.id for s in stages]
-    assert len(ids) == len(set(ids)) == 29
+    assert len(ids) == len(set(ids)) == 30
     assert sum(i.startswith("distill-") for i in ids) == 3 and sum(i.startswith("general-") for i in ids) == 3
     training = [s for s in stages if s.training]
     for s in training:
@@ -78,15 +88,22 @@ def test_plan_shares_runs_and_keeps_the_original_global_batch(tmp_path):
     # 7 does not split over 4 GPUs: distillation runs on one, as the original; 96 does
     assert {s.nproc for s in training if s.id.startswith("distill-")} == {1}
     assert {s.nproc for s in training if not s.id.startswith("distill-")} == {4}
+    # BatchNorm synchronised exactly where several processes share a batch
+    assert all(("-sync_bn" in s.argv) == (s.nproc > 1) for s in training)
     assert ids.index("extract-g24") < ids.index("daft-CT") < ids.index("model-CT") < ids.index("export")
-    assert ids[-3:] == ["export", "openvino", "liteov"]
+    assert ids[-4:] == ["export", "openvino", "liteov", "routing"]
+    routing = stages[-1]
+    assert routing.argv[:4] == ["-m", "daftseg.recipe.finish", "--routing", "93f1e55"]
+    assert routing.outputs == [tmp_path / "run" / "routing.toml"] and routing.needs == ["liteov"]
     endo = next(s for s in stages if s.id == "model-Endoscopy")
     assert endo.argv[0] == "modelmerge.py" and endo.needs == ["distill-d24"]
 
 
 def test_dry_run_skips_done_stages_and_resumes_interrupted_ones(tmp_path, capsys):
+    write_lists(tmp_path, {"fulldataset.csv": ["CT_A_1.npz", "MR_B_1.npz"]})
     args = ["93f1e55", "--data_root", str(tmp_path / "npz"), "--csv_dir", str(tmp_path), "--out",
-            str(tmp_path / "run"), "--dry-run", "--models", "CT"]
+            str(tmp_path / "run"), "--dry-run", "--models", "CT", "--lite_medsam", str(tmp_path / "lite.pth")]
+    (tmp_path / "lite.pth").write_bytes(b"")
     run = tmp_path / "run"
     # distillation finished; general fine-tuning interrupted after a checkpoint; DAFT killed before its first
     (run / "work" / "distill-d24").mkdir(parents=True)
@@ -133,8 +150,14 @@ def test_recipe_errors_name_the_file_and_entry(tmp_path, capsys):
 
 
 def test_run_folder_belongs_to_one_recipe(tmp_path, capsys):
-    common = ["--data_root", str(tmp_path), "--out", str(tmp_path / "run"), "--slurm"]
-    assert main(["93f1e55", *common]) == 0
+    names = ["CT_A_1.npz", "MR_B_1.npz", "XRay_C_1.npz", "Fundus_D_1.npz", "Microscopy_E_1.npz", "OCT_F_1.npz",
+             "Mammo_G_1.npz"]
+    write_lists(tmp_path, {"fulldataset.csv": names, "train.csv": names})
+    for weights in ("l0.pt", "lite.pth"):
+        (tmp_path / weights).write_bytes(b"")
+    common = ["--data_root", str(tmp_path / "npz"), "--csv_dir", str(tmp_path), "--out", str(tmp_path / "run"),
+              "--l0", str(tmp_path / "l0.pt"), "--lite_medsam", str(tmp_path / "lite.pth"), "--slurm"]
+    assert main(["93f1e55", *common]) == 0, capsys.readouterr().err
     assert main(["916bd4e", *common]) == 1
     assert "holds a run of another recipe" in capsys.readouterr().err
 
