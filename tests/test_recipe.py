@@ -198,3 +198,55 @@ def test_local_backend_marks_skips_and_stops_at_a_failure(tmp_path, capsys):
     assert run_local([write1, write2, silent], i) == 1  # exit 0 without its output is a failure
     assert "stage three finished but did not write" in capsys.readouterr().err
     assert not is_done(i, silent)
+
+
+def test_916bd4e_plan_exports_one_prompt_encoder_and_routes_as_916bd4e(tmp_path):
+    r = load_recipe("916bd4e")
+    assert (r.lists_dir, r.routing, r.shared_prompt_encoder, r.pe_from) == ("datasplit", "916bd4e", True, "3D")
+    stages = {s.id: s for s in plan_stages(r, inputs(tmp_path, gpus=4))}
+    export = stages["export"].argv
+    assert "--shared_prompt_encoder" in export and export[export.index("--pe_from") + 1] == "3D"
+    run = tmp_path / "run"
+    assert run / "onnxmodels" / "prompt_encoder.onnx" in stages["export"].outputs
+    assert run / "openvinomodels" / "prompt_encoder.xml" in stages["openvino"].outputs
+    assert "liteov" not in stages  # 916bd4e no longer uses LiteMedSAM at inference (spec §11.2)
+    assert stages["routing"].argv[3] == "916bd4e" and stages["routing"].needs == ["openvino"]
+    # checked against the source lists, before the select stage writes the selected ones
+    daft = stages["daft-XRay"]
+    assert [(d.csv.name, d.regex) for d in daft.data] == [("train.csv", "^(XRay|X-Ray)"), ("val.csv", "^(XRay|X-Ray)")]
+    assert daft.argv[daft.argv.index("-datacsv") + 1] == str(run / "csv" / "XRay.train.csv")
+    # without pe_from among the planned models the exporter keeps its default (the first model)
+    only = {s.id: s for s in plan_stages(r, inputs(tmp_path), ["US"])}
+    assert "--shared_prompt_encoder" in only["export"].argv and "--pe_from" not in only["export"].argv
+
+
+def test_finish_writes_the_table_and_names_missing_models(tmp_path, capsys):
+    from daftseg.inference.routing import DEFAULT_TABLE
+    from daftseg.recipe import finish
+
+    ov = tmp_path / "openvinomodels"
+    ov.mkdir()
+    for model in ("3D", "general"):
+        for graph in ("image_encoder", "mask_decoder"):
+            (ov / f"{model}_{graph}.xml").write_text("")
+            (ov / f"{model}_{graph}.bin").write_bytes(b"")
+    out = tmp_path / "routing.toml"
+    assert finish.main(["--routing", "916bd4e", "--models_dir", str(ov), "--out", str(out)]) == 0
+    stdout, stderr = capsys.readouterr()
+    assert out.read_bytes() == (DEFAULT_TABLE.parent / "modalities_916bd4e.toml").read_bytes()
+    assert "routes to models not in" in stderr and "XRay" in stderr and "the fallback model" not in stderr
+    assert f"python PerfectMetaOpenVINO.py -i IMGS -o SEGS -m {ov} --routing {out}" in stdout
+    # 93f1e55's table routes to none of what is left: the run could segment nothing
+    for p in ov.glob("3D_*"):
+        p.unlink()
+    assert finish.main(["--routing", "93f1e55", "--models_dir", str(ov), "--out", str(out)]) == 1
+    assert "holds none of the models" in capsys.readouterr().err
+
+
+def test_select_files_reads_compressed_lists(tmp_path):
+    import gzip
+
+    src = tmp_path / "list.csv.gz"
+    src.write_bytes(gzip.compress(b"filename\nCT_a_1.npz\nMR_b_2.npz\nCT_c_3.npz\n"))
+    assert select_files.main(["--regex", "^CT", str(src), str(tmp_path / "ct.csv")]) == 0
+    assert (tmp_path / "ct.csv").read_text().splitlines() == ["filename", "CT_a_1.npz", "CT_c_3.npz"]
