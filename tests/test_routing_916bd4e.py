@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from ov_toy_models import toy_models_dir  # noqa: F401 - pytest fixture
 
+from daftseg.inference import Segmenter
 from daftseg.inference.routing import DEFAULT_TABLE, ROUTING_ENV, RoutingTable, resolve_table
 from daftseg.inference.runner import main as perfect_meta
 
@@ -96,3 +97,5 @@ def test_batch_script_routes_by_the_named_table(toy_models_dir, tmp_path: Path, 
     assert models_used("--routing", "916bd4e") == "model=3D"
     monkeypatch.setenv(ROUTING_ENV, "916bd4e")  # what predict.sh passes on
     assert models_used() == "model=3D"
+    # the app builds its Segmenter without a table: it follows the variable too
+    assert Segmenter(toy_models_dir, cache_dir=None).route("2DBox_Anything_0001.npz", warn=False).model == "general"
