@@ -50,7 +50,7 @@ RUN python -m pip install --user --no-cache-dir -r inference_requirements.txt \
 COPY --chown=user:user PerfectMetaOpenVINO.py predict.sh /opt/app/
 COPY --chown=user:user daftseg/__init__.py daftseg/atomic.py daftseg/geometry.py /opt/app/daftseg/
 COPY --chown=user:user daftseg/inference/ /opt/app/daftseg/inference/
-COPY --chown=user:user daftseg/configs/modalities.toml /opt/app/daftseg/configs/
+COPY --chown=user:user daftseg/configs/modalities.toml daftseg/configs/modalities_916bd4e.toml /opt/app/daftseg/configs/
 COPY --chown=user:user openvinomodels/ /opt/app/openvinomodels/
 # Bytecode compiled into the image: each case runs in a fresh container (with
 # PYTHONDONTWRITEBYTECODE), so anything compiled at run time is never reused and every case would

@@ -8,6 +8,7 @@
 # INPUT_DIR / OUTPUT_DIR override the two folders (tests, or running outside the container).
 # DAFTSEG_FAST=1 turns on fast mode (PerfectMetaOpenVINO.py --fast: INT8 image encoders where the
 # image has them; outputs are not DAFT's), e.g. `docker container run -e DAFTSEG_FAST=1 ...`.
+# DAFTSEG_ROUTING=916bd4e (or a table's path) routes as DAFT 916bd4e; PerfectMetaOpenVINO.py reads it.
 set -eu
 cd "$(dirname "$0")"
 INPUT_DIR="${INPUT_DIR:-/workspace/inputs}"

@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None,
                    help="run this model (<models_dir>/<MODEL>_image_encoder.xml...) instead of the routed one")
     p.add_argument("-m", "--models_dir", default="openvinomodels", help="OpenVINO IR folder (default %(default)s)")
-    p.add_argument("--routing", default=None, help="routing table TOML (default: the package's modalities.toml)")
+    p.add_argument("--routing", default=None, metavar="FILE|93f1e55|916bd4e",
+                   help="routing table: a TOML file or a shipped table's name (default: $DAFTSEG_ROUTING, else 93f1e55's)")
     add_precision_arguments(p)
     p.add_argument("--threads", type=int, default=0, help="OpenVINO inference threads (0: all cores)")
     p.add_argument("--cache_dir", default=None,

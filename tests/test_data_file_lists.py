@@ -55,3 +55,25 @@ def test_load_checks_files_and_warns_about_duplicates(tmp_path):
         load_file_list(write_csv(tmp_path / "b.csv", NAMES), tmp_path)
     with pytest.raises(ValueError, match="no files match"):
         load_file_list(write_csv(tmp_path / "c.csv", NAMES[:2]), tmp_path, "PET")
+
+
+def test_gzip_list_reads_as_the_plain_one(tmp_path):
+    import gzip
+
+    plain = write_csv(tmp_path / "t.csv", NAMES)
+    packed = tmp_path / "t.csv.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    assert read_file_list(packed, "/d") == read_file_list(plain, "/d") == [f"/d/{n}" for n in NAMES]
+
+
+def test_missing_files_are_counted_per_modality_and_skipped_on_request(tmp_path):
+    (tmp_path / "CT_AMOS_2.npz").write_bytes(b"")
+    csv_path = write_csv(tmp_path / "a.csv", [*NAMES, "CT_AMOS_1.npz"])  # CT_AMOS_1 listed twice
+    # missing of listed rows: CT 2 of 3 (the repeat counts), MR 1 of 1, Mammo 1 of 1, XRay 1 of 1
+    counts = "CT 2 of 3, MR 1 of 1, Mammo 1 of 1, XRay 1 of 1"  # sorted by code point
+    with pytest.raises(FileNotFoundError, match=counts):
+        load_file_list(csv_path, tmp_path)
+    with pytest.warns(UserWarning, match=f"left out 5 listed rows .*{counts}"):
+        assert load_file_list(csv_path, tmp_path, skip_missing=True) == [str(tmp_path / "CT_AMOS_2.npz")]
+    with pytest.raises(FileNotFoundError, match="none of the 2 listed files exists"):
+        load_file_list(csv_path, tmp_path, "MR|XRay", skip_missing=True)

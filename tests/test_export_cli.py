@@ -18,7 +18,7 @@ from daftseg.export.runners import OpenVinoGraph, Tolerance, random_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = {
-    "export_onnx.py": ["--models_dir", "--out_dir", "--names", "--arch", "--opset", "--pe_from",
+    "export_onnx.py": ["--models_dir", "--out_dir", "--names", "--arch", "--opset", "--pe_from", "--shared_prompt_encoder",
                        "--trust_checkpoint"],
     "onnx2openvino.py": ["--in_dir", "--out_dir", "--fp32"],
     "liteov.py": ["--checkpoint", "--onnx_dir", "--ov_dir", "--fp32", "--opset", "--direct",
@@ -176,3 +176,23 @@ def test_positional_encoding_source(tmp_path, capsys):
     assert onnx_export.main(["--models_dir", str(weights.parent), "--out_dir", str(tmp_path / "out"),
                              "--arch", "no_such_model"]) == 1
     assert "error: unknown model 'no_such_model'" in capsys.readouterr().err
+
+
+def test_shared_prompt_encoder_is_written_once_and_must_fit_every_model(tmp_path, capsys):
+    """916bd4e kept one prompt_encoder.onnx (spec §11.2 step 9); a model whose prompt encoder
+    differs from it would silently get other prompts, so it stops the export."""
+    from daftseg.models import build_model
+
+    models = tmp_path / "models"
+    models.mkdir()
+    state = build_model("efficientvit_sam_l0").state_dict()
+    torch.save(state, models / "A.pth")
+    other = {k: v.clone() for k, v in state.items()}
+    other["prompt_encoder.point_embeddings.2.weight"] += 1e-3
+    torch.save(other, models / "B.pth")
+    out = tmp_path / "onnxmodels"
+    assert onnx_export.main(["--models_dir", str(models), "--out_dir", str(out), "--shared_prompt_encoder"]) == 1
+    err = capsys.readouterr().err
+    assert "B's prompt encoder differs" in err and "without --shared_prompt_encoder" in err
+    assert not out.exists()  # checked before anything is written; tests/test_recipe_slurm.py's 916bd4e
+    # chain exports with a shared prompt encoder and runs PerfectMetaOpenVINO.py on the result

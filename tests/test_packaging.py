@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # finds the packages under daftseg/
 BUILD_SOURCES = ["pyproject.toml", "README.md", "LICENSE", "NOTICE", "daftseg"]
 TABLE = "daftseg/configs/modalities.toml"
+TABLE_916BD4E = "daftseg/configs/modalities_916bd4e.toml"
+SPLIT_FILES = [f"daftseg/configs/split_93f1e55/{n}.csv.gz" for n in ("train", "val", "fulldataset")]
 COMMANDS = {
     "daftseg-infer": "daftseg.entry_points:infer",
     "daftseg-eval": "daftseg.entry_points:evaluate",
@@ -90,6 +92,9 @@ def test_wheel_holds_the_routing_table_the_licences_and_the_commands(dist: Dist)
         names = set(whl.namelist())
         info = next(n.split("/")[0] for n in names if n.split("/")[0].endswith(".dist-info"))
         assert whl.read(TABLE) == (ROOT / TABLE).read_bytes()
+        # 916bd4e's routing table and the original's compressed file lists are package data too
+        for data in (TABLE_916BD4E, *SPLIT_FILES):
+            assert whl.read(data) == (ROOT / data).read_bytes(), data
         for page in ("index.html", "app.js", "app.css"):  # the app's page is package data
             assert whl.read(f"daftseg/app/static/{page}") == (ROOT / "daftseg/app/static" / page).read_bytes()
         for licence in ("LICENSE", "NOTICE"):

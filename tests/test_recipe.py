@@ -30,6 +30,16 @@ REGEX_916BD4E = {"3D": "^(CT|MR|PET)", "Dermoscopy": "^Dermoscopy", "Endoscopy":
                  "US": "^US", "XRay": "^(XRay|X-Ray)"}
 
 
+def write_lists(folder, lists: dict[str, list[str]], present: bool = True):
+    """CSV lists of basenames in ``folder`` and, with ``present``, empty npz files under folder/npz."""
+    (folder / "npz").mkdir(exist_ok=True)
+    for name, rows in lists.items():
+        (folder / name).write_text("filename\n" + "".join(f"{r}\n" for r in rows))
+        if present:
+            for r in rows:
+                (folder / "npz" / r).write_bytes(b"")
+
+
 def inputs(tmp_path, gpus: int = 1) -> Inputs:
     return Inputs(data_root=tmp_path / "npz", csv_dir=tmp_path / "csv", l0=tmp_path / "l0.pt",
                   lite_medsam=tmp_path / "lite.pth", out=tmp_path / "run", gpus=gpus)
@@ -69,7 +79,7 @@ def test_916bd4e_recipe_is_the_performance_booster_table():
 def test_plan_shares_runs_and_keeps_the_original_global_batch(tmp_path):
     stages = plan_stages(load_recipe("93f1e55"), inputs(tmp_path, gpus=4))
     ids = [s.id for s in stages]
-    assert len(ids) == len(set(ids)) == 29
+    assert len(ids) == len(set(ids)) == 30
     assert sum(i.startswith("distill-") for i in ids) == 3 and sum(i.startswith("general-") for i in ids) == 3
     training = [s for s in stages if s.training]
     for s in training:
@@ -78,15 +88,22 @@ def test_plan_shares_runs_and_keeps_the_original_global_batch(tmp_path):
     # 7 does not split over 4 GPUs: distillation runs on one, as the original; 96 does
     assert {s.nproc for s in training if s.id.startswith("distill-")} == {1}
     assert {s.nproc for s in training if not s.id.startswith("distill-")} == {4}
+    # BatchNorm synchronised exactly where several processes share a batch
+    assert all(("-sync_bn" in s.argv) == (s.nproc > 1) for s in training)
     assert ids.index("extract-g24") < ids.index("daft-CT") < ids.index("model-CT") < ids.index("export")
-    assert ids[-3:] == ["export", "openvino", "liteov"]
+    assert ids[-4:] == ["export", "openvino", "liteov", "routing"]
+    routing = stages[-1]
+    assert routing.argv[:4] == ["-m", "daftseg.recipe.finish", "--routing", "93f1e55"]
+    assert routing.outputs == [tmp_path / "run" / "routing.toml"] and routing.needs == ["liteov"]
     endo = next(s for s in stages if s.id == "model-Endoscopy")
     assert endo.argv[0] == "modelmerge.py" and endo.needs == ["distill-d24"]
 
 
 def test_dry_run_skips_done_stages_and_resumes_interrupted_ones(tmp_path, capsys):
+    write_lists(tmp_path, {"fulldataset.csv": ["CT_A_1.npz", "MR_B_1.npz"]})
     args = ["93f1e55", "--data_root", str(tmp_path / "npz"), "--csv_dir", str(tmp_path), "--out",
-            str(tmp_path / "run"), "--dry-run", "--models", "CT"]
+            str(tmp_path / "run"), "--dry-run", "--models", "CT", "--lite_medsam", str(tmp_path / "lite.pth")]
+    (tmp_path / "lite.pth").write_bytes(b"")
     run = tmp_path / "run"
     # distillation finished; general fine-tuning interrupted after a checkpoint; DAFT killed before its first
     (run / "work" / "distill-d24").mkdir(parents=True)
@@ -133,8 +150,14 @@ def test_recipe_errors_name_the_file_and_entry(tmp_path, capsys):
 
 
 def test_run_folder_belongs_to_one_recipe(tmp_path, capsys):
-    common = ["--data_root", str(tmp_path), "--out", str(tmp_path / "run"), "--slurm"]
-    assert main(["93f1e55", *common]) == 0
+    names = ["CT_A_1.npz", "MR_B_1.npz", "XRay_C_1.npz", "Fundus_D_1.npz", "Microscopy_E_1.npz", "OCT_F_1.npz",
+             "Mammo_G_1.npz"]
+    write_lists(tmp_path, {"fulldataset.csv": names, "train.csv": names})
+    for weights in ("l0.pt", "lite.pth"):
+        (tmp_path / weights).write_bytes(b"")
+    common = ["--data_root", str(tmp_path / "npz"), "--csv_dir", str(tmp_path), "--out", str(tmp_path / "run"),
+              "--l0", str(tmp_path / "l0.pt"), "--lite_medsam", str(tmp_path / "lite.pth"), "--slurm"]
+    assert main(["93f1e55", *common]) == 0, capsys.readouterr().err
     assert main(["916bd4e", *common]) == 1
     assert "holds a run of another recipe" in capsys.readouterr().err
 
@@ -175,3 +198,55 @@ def test_local_backend_marks_skips_and_stops_at_a_failure(tmp_path, capsys):
     assert run_local([write1, write2, silent], i) == 1  # exit 0 without its output is a failure
     assert "stage three finished but did not write" in capsys.readouterr().err
     assert not is_done(i, silent)
+
+
+def test_916bd4e_plan_exports_one_prompt_encoder_and_routes_as_916bd4e(tmp_path):
+    r = load_recipe("916bd4e")
+    assert (r.lists_dir, r.routing, r.shared_prompt_encoder, r.pe_from) == ("datasplit", "916bd4e", True, "3D")
+    stages = {s.id: s for s in plan_stages(r, inputs(tmp_path, gpus=4))}
+    export = stages["export"].argv
+    assert "--shared_prompt_encoder" in export and export[export.index("--pe_from") + 1] == "3D"
+    run = tmp_path / "run"
+    assert run / "onnxmodels" / "prompt_encoder.onnx" in stages["export"].outputs
+    assert run / "openvinomodels" / "prompt_encoder.xml" in stages["openvino"].outputs
+    assert "liteov" not in stages  # 916bd4e no longer uses LiteMedSAM at inference (spec §11.2)
+    assert stages["routing"].argv[3] == "916bd4e" and stages["routing"].needs == ["openvino"]
+    # checked against the source lists, before the select stage writes the selected ones
+    daft = stages["daft-XRay"]
+    assert [(d.csv.name, d.regex) for d in daft.data] == [("train.csv", "^(XRay|X-Ray)"), ("val.csv", "^(XRay|X-Ray)")]
+    assert daft.argv[daft.argv.index("-datacsv") + 1] == str(run / "csv" / "XRay.train.csv")
+    # without pe_from among the planned models the exporter keeps its default (the first model)
+    only = {s.id: s for s in plan_stages(r, inputs(tmp_path), ["US"])}
+    assert "--shared_prompt_encoder" in only["export"].argv and "--pe_from" not in only["export"].argv
+
+
+def test_finish_writes_the_table_and_names_missing_models(tmp_path, capsys):
+    from daftseg.inference.routing import DEFAULT_TABLE
+    from daftseg.recipe import finish
+
+    ov = tmp_path / "openvinomodels"
+    ov.mkdir()
+    for model in ("3D", "general"):
+        for graph in ("image_encoder", "mask_decoder"):
+            (ov / f"{model}_{graph}.xml").write_text("")
+            (ov / f"{model}_{graph}.bin").write_bytes(b"")
+    out = tmp_path / "routing.toml"
+    assert finish.main(["--routing", "916bd4e", "--models_dir", str(ov), "--out", str(out)]) == 0
+    stdout, stderr = capsys.readouterr()
+    assert out.read_bytes() == (DEFAULT_TABLE.parent / "modalities_916bd4e.toml").read_bytes()
+    assert "routes to models not in" in stderr and "XRay" in stderr and "the fallback model" not in stderr
+    assert f"python PerfectMetaOpenVINO.py -i IMGS -o SEGS -m {ov} --routing {out}" in stdout
+    # 93f1e55's table routes to none of what is left: the run could segment nothing
+    for p in ov.glob("3D_*"):
+        p.unlink()
+    assert finish.main(["--routing", "93f1e55", "--models_dir", str(ov), "--out", str(out)]) == 1
+    assert "holds none of the models" in capsys.readouterr().err
+
+
+def test_select_files_reads_compressed_lists(tmp_path):
+    import gzip
+
+    src = tmp_path / "list.csv.gz"
+    src.write_bytes(gzip.compress(b"filename\nCT_a_1.npz\nMR_b_2.npz\nCT_c_3.npz\n"))
+    assert select_files.main(["--regex", "^CT", str(src), str(tmp_path / "ct.csv")]) == 0
+    assert (tmp_path / "ct.csv").read_text().splitlines() == ["filename", "CT_a_1.npz", "CT_c_3.npz"]

@@ -53,3 +53,5 @@ def test_two_process_gloo_run_agrees(tmp_path):
     assert sorted(p.name for p in work.iterdir() if not p.name.startswith(".")) == sorted(
         [LATEST, BEST, "config.json", "train_log.csv", "train_loss.png"])
     assert proc.stdout.count("Epoch 2: train") == 1  # rank 0 prints, rank 1 does not
+    # TinySam has BatchNorm: without -sync_bn the run says once that its statistics are per process
+    assert proc.stdout.count("BatchNorm statistics are per process: over 2 images each, not over all 4") == 1

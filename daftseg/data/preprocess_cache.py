@@ -24,6 +24,7 @@ import argparse
 import hashlib
 import json
 import os
+import sys
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -214,8 +215,13 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     files: list[str] = []
-    for csv_path in args.datacsv:
-        files += load_file_list(csv_path, args.data_root, args.data_subset)
+    try:
+        for csv_path in args.datacsv:
+            # the cache is optional: a listed file that is absent is simply not cached (with a count)
+            files += load_file_list(csv_path, args.data_root, args.data_subset, skip_missing=True)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     written = build_cache(files, args.cache_dir, args.num_workers, args.overwrite)
     print(f"{len(set(files))} files listed, {written} cached now, cache in {args.cache_dir}")
     return 0

@@ -2,7 +2,10 @@
 
 For every weights file ``<models_dir>/<Name>.pth`` this writes ``<Name>_image_encoder.onnx``,
 ``<Name>_prompt_encoder.onnx``, ``<Name>_mask_decoder.onnx`` (tensor names in ``specs.py``) and
-one shared ``positional_encoding.npy`` into ``out_dir`` (spec §6.1).
+one shared ``positional_encoding.npy`` into ``out_dir`` (spec §6.1). With
+``--shared_prompt_encoder`` the prompt encoder is written once, as ``prompt_encoder.onnx``, as
+DAFT 916bd4e did (spec §11.2 step 9: it kept ``3D_prompt_encoder.onnx`` under that name and
+deleted the others); every model's prompt encoder must then equal it.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from daftseg.inference.model_folder import ONNX, POSITIONAL_ENCODING
 from daftseg.trust import add_trust_argument
 
 DEFAULT_OPSET = 17
+# the one prompt encoder of a 916bd4e-style export; the runtime looks for prompt_encoder.xml
+SHARED_PROMPT_ENCODER = f"{PROMPT_ENCODER.suffix}.{ONNX}"
 # ONNX Runtime vs PyTorch, both float32: only kernel-order differences are expected.
 # Measured with the fixture weights: about 1e-5 on embeddings, 6e-6 on logits, 1e-6 on IoU.
 ONNX_TOLERANCE = Tolerance(atol=1e-3, rtol=1e-4)
@@ -118,23 +123,26 @@ def check_graph(module: nn.Module, spec: GraphSpec, path: str | os.PathLike, ima
 
 def export_model(model: nn.Module, out_dir: str | os.PathLike, name: str, opset: int = DEFAULT_OPSET,
                  check: bool = True, log: Log = print,
-                 positional_encoding: torch.Tensor | np.ndarray | None = None) -> dict[str, Path]:
+                 positional_encoding: torch.Tensor | np.ndarray | None = None,
+                 graphs: Sequence[GraphSpec] = GRAPHS, file_names: Mapping[str, str] | None = None) -> dict[str, Path]:
     """Write ``<name>_{image_encoder,prompt_encoder,mask_decoder}.onnx`` into ``out_dir``.
 
-    The three graphs (and ``positional_encoding.npy`` when given) are written under temporary
-    names, each graph is checked against PyTorch (``CheckError`` beyond ``ONNX_TOLERANCE``), and
-    only then are all of them renamed into place together. A failed check or any error on the way
-    leaves ``out_dir`` as it was: earlier files untouched, nothing new. Returns suffix -> path.
+    The graphs (``graphs``: all three by default; ``file_names``: suffix -> another file name)
+    and ``positional_encoding.npy`` when given are written under temporary names, each graph is
+    checked against PyTorch (``CheckError`` beyond ``ONNX_TOLERANCE``), and only then are all of
+    them renamed into place together. A failed check or any error on the way leaves ``out_dir`` as
+    it was: earlier files untouched, nothing new. Returns suffix -> path.
     """
     out_dir = Path(out_dir)
     modules = graph_modules(model)
     pe = dense_pe(model).numpy()
-    paths = {spec.suffix: out_dir / spec.file_name(name, ONNX) for spec in GRAPHS}
+    names = file_names or {}
+    paths = {spec.suffix: out_dir / names.get(spec.suffix, spec.file_name(name, ONNX)) for spec in graphs}
     finals = list(paths.values())
     if positional_encoding is not None:
         finals.append(out_dir / POSITIONAL_ENCODING)
     with atomic_paths(finals) as temps:
-        for spec, tmp in zip(GRAPHS, temps, strict=False):
+        for spec, tmp in zip(graphs, temps, strict=False):
             export_graph(modules[spec.suffix], spec, tracing_inputs(model, spec), tmp, opset)
             if check:
                 check_graph(modules[spec.suffix], spec, tmp, pe, log)
@@ -187,9 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="registry name of the architecture of the weights (default: efficientvit_sam_l0)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default: {DEFAULT_OPSET})")
     p.add_argument("--pe_from", metavar="NAME_OR_PATH",
-                   help="weights whose prompt encoder provides positional_encoding.npy: a model name in "
-                        "models_dir or a path (e.g. lite_medsam.pth); default: the first exported model "
-                        "(all DAFT models share LiteMedSAM's)")
+                   help="weights whose prompt encoder provides positional_encoding.npy (and, with "
+                        "--shared_prompt_encoder, prompt_encoder.onnx): a model name in models_dir or a path "
+                        "(e.g. lite_medsam.pth); default: the first exported model (all DAFT models share "
+                        "LiteMedSAM's)")
+    p.add_argument("--shared_prompt_encoder", action="store_true",
+                   help=f"write one {SHARED_PROMPT_ENCODER} (from --pe_from) instead of <Name>_prompt_encoder.onnx "
+                        "per model, as DAFT 916bd4e; an error if a model's prompt encoder differs from it")
     add_trust_argument(p, "each models/<Name>.pth")
     return p
 
@@ -219,12 +231,42 @@ def pe_source(pe_from: str | None, models_dir: Path, first: Path) -> Path:
     return models_dir / f"{pe_from.removesuffix('.pth')}.pth"
 
 
+def prompt_encoder_state(weights: str | os.PathLike, trust: bool = False) -> dict[str, torch.Tensor]:
+    """The ``prompt_encoder.*`` tensors of a SAM-style weights file (keys without the prefix)."""
+    from daftseg.checkpoints import load_weights
+    from daftseg.models.sam import build_prompt_encoder
+
+    return load_weights(build_prompt_encoder(), weights, prefix="prompt_encoder.", trust=trust).state_dict()
+
+
+def max_state_difference(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> float:
+    if a.keys() != b.keys():
+        return float("inf")
+    return max((float((a[k].double() - b[k].double()).abs().max()) for k in a if a[k].numel()), default=0.0)
+
+
+def export_shared_prompt_encoder(weights: Path, arch: str, out_dir: Path, opset: int, log: Log = print,
+                                 trust: bool = False) -> Path:
+    """``prompt_encoder.onnx`` from the prompt encoder of ``weights``, checked against PyTorch."""
+    from daftseg.checkpoints import load_weights
+    from daftseg.models import build_model
+
+    model = load_weights(build_model(arch), weights, trust=trust).eval()
+    log(f"{SHARED_PROMPT_ENCODER} from {weights}")
+    return export_model(model, out_dir, "", opset, log=log, graphs=(PROMPT_ENCODER,),
+                        file_names={PROMPT_ENCODER.suffix: SHARED_PROMPT_ENCODER})[PROMPT_ENCODER.suffix]
+
+
 def run(models_dir: Path, out_dir: Path, names: Sequence[str] | None, arch: str, opset: int,
-        pe_from: str | None, log: Log = print, trust: bool = False) -> list[Path]:
+        pe_from: str | None, log: Log = print, trust: bool = False,
+        shared_prompt_encoder: bool = False) -> list[Path]:
     """Export every selected model; ``positional_encoding.npy`` is written with the first one.
 
     Each model's files appear together and only once its checks pass (``export_model``); a
-    failure stops the run, keeping the models exported before it.
+    failure stops the run, keeping the models exported before it. ``shared_prompt_encoder``:
+    one ``prompt_encoder.onnx`` from the ``pe_from`` weights, written first, and no per-model
+    prompt encoders; if any model's prompt encoder differs from it, nothing is written
+    (``CheckError``).
     """
     from daftseg.checkpoints import load_weights
     from daftseg.models import build_model
@@ -234,12 +276,25 @@ def run(models_dir: Path, out_dir: Path, names: Sequence[str] | None, arch: str,
     pe = positional_encoding_from(pe_path, trust)
     log(f"{POSITIONAL_ENCODING} from {pe_path}")
     written: list[Path] = []
+    graphs = GRAPHS
+    shared: dict[str, torch.Tensor] = {}
+    if shared_prompt_encoder:
+        graphs = tuple(g for g in GRAPHS if g is not PROMPT_ENCODER)
+        shared = prompt_encoder_state(pe_path, trust)
+        # all checked before anything is written: a mismatch found after an hour of export helps no one
+        for path in weights:
+            diff = max_state_difference(prompt_encoder_state(path, trust), shared)
+            if diff > 0:
+                raise CheckError(f"{path.stem}'s prompt encoder differs from {pe_path}'s (max abs difference "
+                                 f"{diff:.3g}): it cannot use the shared {SHARED_PROMPT_ENCODER}; export "
+                                 f"without --shared_prompt_encoder")
+        written.append(export_shared_prompt_encoder(pe_path, arch, out_dir, opset, log, trust))
     for i, path in enumerate(weights, 1):
         start = time.perf_counter()
         log(f"[{i}/{len(weights)}] {path.stem}: {arch} from {path}")
         model = load_weights(build_model(arch), path, trust=trust).eval()
         paths = export_model(model, out_dir, path.stem, opset, log=log,
-                             positional_encoding=pe if i == 1 else None)
+                             positional_encoding=pe if i == 1 else None, graphs=graphs)
         if i == 1:
             written.append(out_dir / POSITIONAL_ENCODING)
         written += paths.values()
@@ -258,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         run(Path(args.models_dir), Path(args.out_dir), args.names, args.arch, args.opset, args.pe_from,
-            trust=args.trust_checkpoint)
+            trust=args.trust_checkpoint, shared_prompt_encoder=args.shared_prompt_encoder)
     except (CheckpointError, CheckError, FileNotFoundError, KeyError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)  # KeyError str() adds quotes
         return 1

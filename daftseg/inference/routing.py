@@ -5,11 +5,17 @@ either ``startswith`` or ``contains``, a list of case-sensitive patterns. A name
 goes to ``fallback`` (DAFT printed "no match found" and used lite_medsam), and so does a name whose
 routed model has no files in the models folder, with a warning, so that a folder holding only
 ``lite_medsam_*`` still works.
+
+Two tables ship with the package and can be named instead of given by path: ``93f1e55`` (the
+default, ``modalities.toml``) and ``916bd4e`` (``modalities_916bd4e.toml``). Without a table
+argument the environment variable ``DAFTSEG_ROUTING`` (a name or a path) chooses one, so the
+challenge container (``predict.sh``) and the app follow it too.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +24,10 @@ from pathlib import Path
 log = logging.getLogger("daftseg.inference")
 
 # package data: installed with the wheel, so the default works outside a checkout too
-DEFAULT_TABLE = Path(__file__).resolve().parents[1] / "configs" / "modalities.toml"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+DEFAULT_TABLE = CONFIG_DIR / "modalities.toml"
+SHIPPED_TABLES = {"93f1e55": DEFAULT_TABLE, "916bd4e": CONFIG_DIR / "modalities_916bd4e.toml"}
+ROUTING_ENV = "DAFTSEG_ROUTING"
 RULE_KINDS = ("startswith", "contains")
 # a model name becomes part of a file name (<models_dir>/<name>_image_encoder.xml): nothing in it
 # may lead out of the models folder
@@ -52,6 +61,16 @@ def check_model_name(name: object, source: str, where: str) -> str:
     return name
 
 
+def resolve_table(table: str | Path | None = None) -> Path:
+    """The file of a routing table given as a path or as a shipped table's name (``93f1e55``,
+    ``916bd4e``); an existing file of that name wins. None or '': ``$DAFTSEG_ROUTING``, else 93f1e55's."""
+    if not table:
+        table = os.environ.get(ROUTING_ENV) or DEFAULT_TABLE
+    if str(table) in SHIPPED_TABLES and not Path(table).is_file():
+        return SHIPPED_TABLES[str(table)]
+    return Path(table)
+
+
 @dataclass(frozen=True)
 class Rule:
     model: str
@@ -82,13 +101,15 @@ class RoutingTable:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> RoutingTable:
-        """Read the ``[[route]]`` rules and ``fallback`` of a TOML table (default: daftseg/configs/modalities.toml)."""
-        path = Path(path) if path else DEFAULT_TABLE
+        """Read the ``[[route]]`` rules and ``fallback`` of a TOML table: a file, or a shipped table's
+        name (``resolve_table``; default: ``$DAFTSEG_ROUTING``, else daftseg/configs/modalities.toml)."""
+        path = resolve_table(path)
         try:
             with open(path, "rb") as f:
                 data = tomllib.load(f)
         except FileNotFoundError:
-            raise FileNotFoundError(f"routing table {path} not found (pass --routing FILE)") from None
+            raise FileNotFoundError(f"routing table {path} not found (pass --routing FILE, or the name of a "
+                                    f"shipped table: {', '.join(SHIPPED_TABLES)})") from None
         except tomllib.TOMLDecodeError as e:
             raise ValueError(f"routing table {path}: {e}") from None
         return cls.from_dict(data, source=str(path))

@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_loaded_models", type=int, default=DEFAULT_MAX_LOADED_MODELS, metavar="N",
                    help="compiled models kept at once, about 300 MB each; the least recently used is released "
                         "(cases run in sorted order, so a modality's cases come together; 0: no limit; default %(default)s)")
-    p.add_argument("--routing", default=None, help="routing table TOML (default: daftseg/configs/modalities.toml, part of the package)")
+    p.add_argument("--routing", default=None, metavar="FILE|93f1e55|916bd4e",
+                   help="routing table: a TOML file or a shipped table's name (default: $DAFTSEG_ROUTING, else "
+                        "93f1e55, daftseg/configs/modalities.toml; 916bd4e routes CT to 3D, US to US, others to general)")
     p.add_argument("--timing_csv", default=None, metavar="FILE",
                    help="write case,model,boxes,slices,seconds per successful case")
     p.add_argument("--save_overlay", default=None, metavar="DIR",

@@ -59,7 +59,8 @@ class Segmenter:
         cache_dir, threads, max_loaded_models: see ``SessionConfig``.
         precision: see ``SessionConfig``; None: f32, or OpenVINO's best with ``fast``.
         options: ``InferenceOptions`` (defaults: DAFT's exact behaviour).
-        routing: a ``RoutingTable`` or the path of its TOML file (default daftseg/configs/modalities.toml).
+        routing: a ``RoutingTable``, the path of its TOML file or a shipped table's name (``93f1e55``,
+            ``916bd4e``); default ``$DAFTSEG_ROUTING``, else daftseg/configs/modalities.toml.
         fast: fast mode (opt-in, outputs are not DAFT's): INT8 image encoders where the export wrote
             ``<Name>_image_encoder_int8.xml``, every other graph at OpenVINO's best precision for the
             CPU unless ``precision`` says otherwise, and ``FAST_DECODE_BATCH`` boxes per decoder call

@@ -9,7 +9,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from daftseg.atomic import atomic_write_text
-from daftseg.recipe.plan import LATEST, REPO, Inputs, Stage, command, done_marker, is_done, shell_line
+from daftseg.recipe.plan import (
+    LATEST,
+    REPO,
+    Inputs,
+    Stage,
+    command,
+    done_marker,
+    inference_command,
+    is_done,
+    shell_line,
+)
 
 
 def _header(stage: Stage) -> list[str]:
@@ -56,6 +66,7 @@ def run_local(stages: list[Stage], inputs: Inputs) -> int:
             print(f"error: {e}", file=sys.stderr, flush=True)
             return 1
     print(f"all stages done: {inputs.out / 'models'}, {inputs.out / 'openvinomodels'}", flush=True)
+    print(f"segment with them (from {REPO}): {shell_line(inference_command(inputs))}", flush=True)
     return 0
 
 

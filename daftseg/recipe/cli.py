@@ -11,8 +11,10 @@ from pathlib import Path
 
 from daftseg.atomic import atomic_write_text
 from daftseg.recipe.backends import Cluster, dry_run, run_local, submit, write_slurm
-from daftseg.recipe.plan import REPO, SCRIPTS, Inputs, plan_stages
-from daftseg.recipe.spec import RecipeError, load_recipe
+from daftseg.recipe.checks import apply_skip_missing, check_inputs
+from daftseg.recipe.plan import REPO, SCRIPTS, Inputs, inference_command, plan_stages
+from daftseg.recipe.shipped_lists import SPLIT_DIR
+from daftseg.recipe.spec import Recipe, RecipeError, load_recipe
 
 RUN_FILE = "recipe_run.json"
 
@@ -30,8 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data_root", required=True, help="folder of the flat training npz files")
     p.add_argument("--out", required=True, help="run folder: work/, weights/, models/, onnxmodels/, "
                                                 "openvinomodels/, done/ (reused to continue a run)")
-    p.add_argument("--csv_dir", default=".", help="folder of the recipe's CSVs (fulldataset.csv, train.csv, "
-                                                  "val.csv) (default: .)")
+    p.add_argument("--csv_dir", default=None,
+                   help="folder of the recipe's CSVs (fulldataset.csv, train.csv, val.csv). Default: the recipe's "
+                        "own: 93f1e55 uses the original's lists shipped with the package (fulldataset.csv "
+                        "reconstructed as train.csv + val.csv), 916bd4e datasplit/ (split_dataset.py's output)")
     p.add_argument("--l0", default="l0.pt", help="EfficientViT-SAM l0 weights that initialise the "
                                                  "distillation student (default: l0.pt)")
     p.add_argument("--lite_medsam", default="work_dir/LiteMedSAM/lite_medsam.pth",
@@ -40,15 +44,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", metavar="NAME", help="only these models (default: all)")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--dry-run", dest="dry_run", action="store_true",
-                      help="print the commands still to run, one per line (run them from the repository root)")
+                      help="check the inputs (each missing one is listed; exit status 1) and print the commands "
+                           "still to run, one per line (run them from the repository root)")
     mode.add_argument("--local", action="store_true", help="run the stages here, one after another")
     mode.add_argument("--slurm", action="store_true",
                       help="write one sbatch script per stage to OUT/slurm/ and OUT/slurm/submit.sh, which "
                            "chains them with --dependency=afterok")
     p.add_argument("--submit", action="store_true", help="with --slurm: submit the jobs now with sbatch")
     p.add_argument("--gpus", type=int, default=1,
-                   help="GPUs per training stage (torchrun when > 1). A stage uses the largest number up to "
-                        "this that divides its global batch (7 for distillation: 1 or 7) (default: 1)")
+                   help="GPUs per training stage (torchrun when > 1, with -sync_bn so that BatchNorm sees the "
+                        "whole batch as on the original's one GPU). A stage uses the largest number up to this "
+                        "that divides its global batch (7 for distillation: 1 or 7) (default: 1)")
     p.add_argument("--device", default="cuda", help="-device of the training stages (default: cuda)")
     p.add_argument("--python", default="python", help="interpreter in the commands (default: python; "
                                                        "--local uses this one's when left at the default)")
@@ -80,8 +86,9 @@ def _cluster(args: argparse.Namespace) -> Cluster:
                    gpus=int(data.get("gpus", 0)), extra=tuple(data.get("extra", ())))
 
 
-def _check_run_folder(out: Path, identity: dict) -> None:
-    """A run folder belongs to one recipe and one set of inputs: continuing it with others would mix runs."""
+def _check_run_folder(out: Path, identity: dict, write: bool = True) -> None:
+    """A run folder belongs to one recipe and one set of inputs: continuing it with others would mix runs.
+    ``write``: record this run's identity in a new folder (not before its inputs have been checked)."""
     path = out / RUN_FILE
     if path.is_file():
         saved = json.loads(path.read_text())
@@ -89,8 +96,17 @@ def _check_run_folder(out: Path, identity: dict) -> None:
         if changed:
             raise RecipeError(f"{out} holds a run of another recipe or inputs ({', '.join(changed)} differ, "
                               f"see {path}); choose another --out")
-    else:
+    elif write:
         atomic_write_text(path, json.dumps(identity, indent=2) + "\n")
+
+
+def lists_location(recipe: Recipe, csv_dir: str | None) -> tuple[Path, str]:
+    """(folder, suffix) the recipe's list names are looked up in: ``--csv_dir``, else the recipe's own."""
+    if csv_dir is not None:
+        return Path(csv_dir).resolve(), ""
+    if recipe.lists_shipped:
+        return SPLIT_DIR, ".gz"
+    return Path(recipe.lists_dir or ".").resolve(), ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,17 +124,28 @@ def main(argv: list[str] | None = None) -> int:
         recipe = load_recipe(args.recipe)
         cluster = _cluster(args)
         gpus = cluster.gpus if args.slurm and cluster.gpus and args.gpus == 1 else args.gpus
-        inputs = Inputs(data_root=Path(args.data_root).resolve(), csv_dir=Path(args.csv_dir).resolve(),
+        csv_dir, csv_suffix = lists_location(recipe, args.csv_dir)
+        inputs = Inputs(data_root=Path(args.data_root).resolve(), csv_dir=csv_dir,
                         l0=Path(args.l0).resolve(), lite_medsam=Path(args.lite_medsam).resolve(),
                         out=Path(args.out).resolve(), gpus=gpus, device=args.device, python=args.python,
-                        train_args=tuple(shlex.split(args.train_args)))
+                        train_args=tuple(shlex.split(args.train_args)), csv_suffix=csv_suffix)
         stages = plan_stages(recipe, inputs, args.models)
-        if args.dry_run:
-            print(f"# recipe {recipe.name} ({recipe.path}): {len(stages)} stages", flush=True)
-            print("\n".join(dry_run(stages, inputs)))
-            return 0
         identity = {"recipe": str(recipe.path), "data_root": str(inputs.data_root),
                     "csv_dir": str(inputs.csv_dir), "l0": str(inputs.l0), "lite_medsam": str(inputs.lite_medsam)}
+        if not args.dry_run:
+            _check_run_folder(inputs.out, identity, write=False)
+        report = check_inputs(stages, inputs)
+        for warning in report.warnings:
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
+        if report.errors:
+            raise RecipeError(f"recipe {recipe.name} cannot start; missing:\n  " + "\n  ".join(report.errors))
+        apply_skip_missing(stages, report)
+        if args.dry_run:
+            print(f"# recipe {recipe.name} ({recipe.path}): {len(stages)} stages, file lists from {csv_dir}",
+                  flush=True)
+            print("\n".join(dry_run(stages, inputs)))
+            print(f"# then segment with the run's models and routing table:\n# {shlex.join(inference_command(inputs))}")
+            return 0
         _check_run_folder(inputs.out, identity)
         if args.local:
             return run_local(stages, inputs)

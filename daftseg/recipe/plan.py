@@ -7,11 +7,14 @@ Run folder layout (``--out``)::
     csv/                   per-model file lists of regex-selected DAFT runs
     models/<Name>.pth      the final weights, one per model
     onnxmodels/, openvinomodels/   the export
+    routing.toml           the recipe's routing table, next to openvinomodels/ (the last stage)
     done/<stage id>        written when a stage finished and its outputs exist
     logs/, slurm/          the back-ends' files
 
 Commands name the root scripts relative to the repository root and are run from there; every
-other path is absolute.
+other path is absolute. Each stage also names the files it reads that no stage writes (``reads``:
+weights, file lists) and the file lists whose npz files it trains on (``data``), so that
+``daftseg.recipe.checks`` can refuse a run whose inputs are missing before any stage starts.
 """
 
 from __future__ import annotations
@@ -20,10 +23,18 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from daftseg.inference.model_folder import LITE_MEDSAM, ONNX, image_encoder_file
+from daftseg.inference.model_folder import (
+    LITE_MEDSAM,
+    ONNX,
+    PROMPT_ENCODER,
+    SHARED_PROMPT_ENCODERS,
+    image_encoder_file,
+)
 from daftseg.recipe.spec import Recipe, RecipeError, RunSpec
 
 REPO = Path(__file__).resolve().parents[2]
+SHARED_PROMPT_ENCODER_ONNX = f"{PROMPT_ENCODER}.{ONNX}"  # export_onnx.py --shared_prompt_encoder
+ROUTING_FILE = "routing.toml"
 LATEST = "medsam_lite_latest.pth"  # daftseg.training.state.LATEST (not imported: that pulls in torch)
 SCRIPTS = {"distill": "distill_fulldataset.py", "finetune": "finetune_npz_devit_fulldataset.py",
            "finetune3d": "finetune_npz_devit_fulldataset3D.py", "merge": "modelmerge.py",
@@ -36,7 +47,7 @@ class Inputs:
     """What the user supplies; every path absolute."""
 
     data_root: Path
-    csv_dir: Path
+    csv_dir: Path  # the folder of the recipe's file lists
     l0: Path
     lite_medsam: Path
     out: Path
@@ -44,6 +55,20 @@ class Inputs:
     device: str = "cuda"
     python: str = "python"
     train_args: tuple[str, ...] = ()
+    csv_suffix: str = ""  # ".gz" for the shipped, compressed lists
+
+
+@dataclass(frozen=True)
+class DataList:
+    """A file list a training stage reads its npz files from, and how it selects from it."""
+
+    csv: Path
+    subset: str = ""  # -data_subset prefixes
+    regex: str = ""  # re.match on the basename (select_files)
+
+    def describe(self) -> str:
+        how = f", -data_subset {self.subset}" if self.subset else f", regex {self.regex}" if self.regex else ""
+        return f"{self.csv.name}{how}"
 
 
 @dataclass
@@ -55,6 +80,8 @@ class Stage:
     work_dir: Path | None = None  # training stages: the run folder (for -resume)
     nproc: int = 1  # training processes (torchrun when > 1)
     notes: list[str] = field(default_factory=list)
+    reads: list[tuple[str, Path]] = field(default_factory=list)  # (what, path) no stage writes
+    data: list[DataList] = field(default_factory=list)  # training stages: the lists of their npz files
 
     @property
     def training(self) -> bool:
@@ -79,7 +106,11 @@ class Planner:
         return self.work(sid) / f"medsam_lite_{self.r.checkpoint}.pth"
 
     def csv(self, name: str) -> str:
-        return str(self.i.csv_dir / name) if name else ""
+        return str(self.i.csv_dir / f"{name}{self.i.csv_suffix}") if name else ""
+
+    @staticmethod
+    def lists_read(*csvs: str) -> list[tuple[str, Path]]:
+        return [("file list", Path(c)) for c in csvs if c]
 
     # ---- stages --------------------------------------------------------------------------------
 
@@ -89,7 +120,8 @@ class Planner:
         return stage.id
 
     def _train(self, sid: str, script: str, run: RunSpec, batch: int, start: list[str], needs: list[str],
-               datacsv: str, valcsv: str, subset: str) -> str:
+               datacsv: str, valcsv: str, subset: str, reads: list[tuple[str, Path]],
+               data: list[DataList]) -> str:
         nproc = largest_divisor_up_to(batch, self.i.gpus)
         argv = [SCRIPTS[script], "-data_root", str(self.i.data_root), "-datacsv", datacsv]
         if subset:
@@ -97,33 +129,47 @@ class Planner:
         if valcsv:
             argv += ["-valcsv", valcsv, "-patience", str(self.r.patience)]
         argv += [*start, "-work_dir", str(self.work(sid)), "-num_epochs", str(run.epochs),
-                 "-global_batch_size", str(batch), "-device", self.i.device, *self.i.train_args]
+                 "-global_batch_size", str(batch), "-device", self.i.device]
         notes = []
+        if nproc > 1:
+            # the original normalised over the whole batch on one GPU (spec §5.7)
+            argv.append("-sync_bn")
+            notes.append(f"{nproc} processes with -sync_bn: BatchNorm statistics over the global batch {batch}, "
+                         f"as the original's single GPU")
+        argv += list(self.i.train_args)
         if nproc < self.i.gpus:
             notes.append(f"{nproc} process(es), not {self.i.gpus}: the global batch {batch} must split "
                          f"evenly over the processes")
-        return self._add(Stage(sid, argv, needs, [self.ckpt(sid)], self.work(sid), nproc, notes))
+        return self._add(Stage(sid, argv, needs, [self.ckpt(sid)], self.work(sid), nproc, notes, reads, data))
+
+    def _lists(self, datacsv: str, valcsv: str, subset: str = "", regex: str = "") -> list[DataList]:
+        return [DataList(Path(c), subset, regex) for c in (datacsv, valcsv) if c]
 
     def distill(self, rid: str) -> str:
         run = self.r.distill[rid]
         start = ["--nopretrain"] if run.nopretrain else ["-pretrained_checkpoint", str(self.i.l0)]
         start += ["-teacher_checkpoint", str(self.i.lite_medsam)]
-        return self._train(f"distill-{rid}", "distill", run, self.r.distill_batch, start, [],
-                           self.csv(run.datacsv), self.csv(run.valcsv), run.subset)
+        datacsv, valcsv = self.csv(run.datacsv), self.csv(run.valcsv)
+        reads = [] if run.nopretrain else [("EfficientViT-SAM l0 weights (--l0)", self.i.l0)]
+        reads += [lite_medsam_read(self.i.lite_medsam), *self.lists_read(datacsv, valcsv)]
+        return self._train(f"distill-{rid}", "distill", run, self.r.distill_batch, start, [], datacsv, valcsv,
+                           run.subset, reads, self._lists(datacsv, valcsv, run.subset))
 
     def merged(self, rid: str) -> tuple[str, Path]:
         need = self.distill(rid)
         out = self.i.out / "weights" / f"distilled-{rid}.pth"
         sid = self._add(Stage(f"merge-{rid}", [SCRIPTS["merge"], str(self.ckpt(need)), str(out),
-                                               "--lite_medsam", str(self.i.lite_medsam)], [need], [out]))
+                                               "--lite_medsam", str(self.i.lite_medsam)], [need], [out],
+                              reads=[lite_medsam_read(self.i.lite_medsam)]))
         return sid, out
 
     def general(self, gid: str) -> str:
         run = self.r.general[gid]
         need, weights = self.merged(run.source)
+        datacsv, valcsv = self.csv(run.datacsv), self.csv(run.valcsv)
         return self._train(f"general-{gid}", "finetune", run, self.r.finetune_batch,
-                           ["-pretrained_checkpoint", str(weights)], [need], self.csv(run.datacsv),
-                           self.csv(run.valcsv), run.subset)
+                           ["-pretrained_checkpoint", str(weights)], [need], datacsv, valcsv, run.subset,
+                           self.lists_read(datacsv, valcsv), self._lists(datacsv, valcsv, run.subset))
 
     def general_weights(self, gid: str) -> tuple[str, Path]:
         need = self.general(gid)
@@ -135,30 +181,35 @@ class Planner:
         need, weights = self.general_weights(gid)
         needs = [need]
         datacsv, valcsv = self.csv(run.datacsv), self.csv(run.valcsv)
+        # checked against the source lists: the selected ones are written by the select stage
+        data, reads = self._lists(datacsv, valcsv, run.subset, run.regex), self.lists_read(datacsv, valcsv)
         if run.regex:
             outs = [self.i.out / "csv" / f"{name}.train.csv"]
             argv = ["-m", "daftseg.recipe.select_files", "--regex", run.regex, datacsv, str(outs[0])]
             if valcsv:
                 outs.append(self.i.out / "csv" / f"{name}.val.csv")
                 argv += [valcsv, str(outs[1])]
-            needs.append(self._add(Stage(f"select-{name}", argv, [], outs)))
+            needs.append(self._add(Stage(f"select-{name}", argv, [], outs, reads=reads)))
             datacsv, valcsv = str(outs[0]), (str(outs[1]) if valcsv else "")
+            reads = []
         script = "finetune3d" if run.every_slice else "finetune"
         return self._train(f"daft-{name}", script, run, self.r.finetune_batch,
-                           ["-pretrained_checkpoint", str(weights)], needs, datacsv, valcsv, run.subset)
+                           ["-pretrained_checkpoint", str(weights)], needs, datacsv, valcsv, run.subset, reads, data)
 
     def model(self, name: str) -> str | None:
         spec = next(m for m in self.r.models if m.name == name)
         out = self.i.out / "models" / f"{name}.pth"
         if spec.litemedsam:
             return None
+        reads = []
         if spec.distill:
             need = self.distill(spec.distill)
             argv = [SCRIPTS["merge"], str(self.ckpt(need)), str(out), "--lite_medsam", str(self.i.lite_medsam)]
+            reads = [lite_medsam_read(self.i.lite_medsam)]
         else:
             need = self.daft(name, spec.general, spec.daft) if spec.daft else self.general(spec.general)
             argv = [SCRIPTS["extract"], str(self.ckpt(need)), str(out)]
-        return self._add(Stage(f"model-{name}", argv, [need], [out]))
+        return self._add(Stage(f"model-{name}", argv, [need], [out], reads=reads))
 
     def plan(self, names: list[str] | None = None) -> list[Stage]:
         known = [m.name for m in self.r.models]
@@ -170,18 +221,46 @@ class Planner:
         lite = [n for n in names if n not in models]
         onnx, ov = self.i.out / "onnxmodels", self.i.out / "openvinomodels"
         needs = [f"model-{n}" for n in models]
+        last = []
         if models:
-            self._add(Stage("export", [SCRIPTS["export"], "--models_dir", str(self.i.out / "models"), "--out_dir",
-                                       str(onnx), "--names", *models], needs,
-                            [image_encoder_file(onnx, n, ONNX) for n in models]))
-            self._add(Stage("openvino", [SCRIPTS["openvino"], "--in_dir", str(onnx), "--out_dir", str(ov)],
-                            ["export"], [image_encoder_file(ov, n) for n in models]))
+            argv = [SCRIPTS["export"], "--models_dir", str(self.i.out / "models"), "--out_dir", str(onnx),
+                    "--names", *models]
+            onnx_out = [image_encoder_file(onnx, n, ONNX) for n in models]
+            ov_out = [image_encoder_file(ov, n) for n in models]
+            if self.r.shared_prompt_encoder:
+                # 916bd4e: one prompt_encoder.onnx, kept from its 3D model (spec §11.2 step 9)
+                argv.append("--shared_prompt_encoder")
+                if self.r.pe_from in models:
+                    argv += ["--pe_from", self.r.pe_from]
+                onnx_out.append(onnx / SHARED_PROMPT_ENCODER_ONNX)
+                ov_out.append(ov / SHARED_PROMPT_ENCODERS[1])
+            self._add(Stage("export", argv, needs, onnx_out))
+            last = [self._add(Stage("openvino", [SCRIPTS["openvino"], "--in_dir", str(onnx), "--out_dir", str(ov)],
+                                    ["export"], ov_out))]
         if lite:
             # into openvinomodels directly (DAFT: liteov/ then `mv liteov/* openvinomodels/`)
-            self._add(Stage("liteov", [SCRIPTS["liteov"], "--checkpoint", str(self.i.lite_medsam), "--onnx_dir",
-                                       str(self.i.out / "liteonnx"), "--ov_dir", str(ov)],
-                            ["openvino"] if models else [], [image_encoder_file(ov, LITE_MEDSAM)]))
+            last = [self._add(Stage("liteov", [SCRIPTS["liteov"], "--checkpoint", str(self.i.lite_medsam),
+                                               "--onnx_dir", str(self.i.out / "liteonnx"), "--ov_dir", str(ov)],
+                                    last, [image_encoder_file(ov, LITE_MEDSAM)],
+                                    reads=[lite_medsam_read(self.i.lite_medsam)]))]
+        self._add(Stage("routing", ["-m", "daftseg.recipe.finish", "--routing", self.r.routing, "--models_dir",
+                                    str(ov), "--out", str(routing_file(self.i))], last, [routing_file(self.i)]))
         return list(self.stages.values())
+
+
+def lite_medsam_read(path: Path) -> tuple[str, Path]:
+    return ("LiteMedSAM weights (--lite_medsam)", path)
+
+
+def routing_file(inputs: Inputs) -> Path:
+    """Where the last stage puts the recipe's routing table: next to ``openvinomodels/``."""
+    return inputs.out / ROUTING_FILE
+
+
+def inference_command(inputs: Inputs, images: str = "IMGS", segs: str = "SEGS") -> list[str]:
+    """``PerfectMetaOpenVINO.py`` on the run's models with the run's routing table."""
+    return [inputs.python, "PerfectMetaOpenVINO.py", "-i", images, "-o", segs, "-m",
+            str(inputs.out / "openvinomodels"), "--routing", str(routing_file(inputs))]
 
 
 def plan_stages(recipe: Recipe, inputs: Inputs, names: list[str] | None = None) -> list[Stage]:

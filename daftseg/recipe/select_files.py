@@ -2,13 +2,15 @@
 
 Usage: ``python -m daftseg.recipe.select_files --regex '^(CT|MR|PET)' IN.csv OUT.csv [IN2.csv OUT2.csv ...]``.
 The column (``filename`` or ``file``) and row order are kept; ``re.match`` on the part after the
-last ``/``, as the original. An output that would have no rows is an error.
+last ``/``, as the original. An output that would have no rows is an error. An input may be
+gzip-compressed (``*.csv.gz``); the outputs are plain CSV.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import re
 import sys
 from pathlib import Path
@@ -19,7 +21,8 @@ COLUMNS = ("filename", "file")
 
 
 def select_rows(src: Path, dst: Path, pattern: re.Pattern[str]) -> int:
-    with open(src, newline="") as f:
+    opener = gzip.open if src.name.endswith(".gz") else open
+    with opener(src, "rt", newline="") as f:
         reader = csv.DictReader(f)
         column = next((c for c in COLUMNS if c in (reader.fieldnames or [])), None)
         if column is None:

@@ -12,7 +12,13 @@ A recipe (``daftseg/configs/recipe_*.toml``) has
   LiteMedSAM, exported as ``lite_medsam_*``, not trained);
 - ``[batch]``: the global batch of distillation and fine-tuning;
 - ``[validation]`` (optional): ``patience``, and ``checkpoint`` = ``best`` or ``latest`` (which
-  checkpoint the next stage starts from).
+  checkpoint the next stage starts from);
+- ``[lists]`` (optional): where the CSV names are looked up when ``--csv_dir`` is not given:
+  ``shipped = "93f1e55"`` (the original's own lists, package data) or ``dir = "datasplit"``
+  (default ``.``);
+- ``[export]`` (optional): ``routing`` (the routing table written next to ``openvinomodels/``: a
+  shipped table's name or a path; default ``93f1e55``), ``shared_prompt_encoder`` (one
+  ``prompt_encoder`` graph for all models) and ``pe_from`` (the model it comes from).
 
 A run id named by several models is trained once.
 """
@@ -25,7 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from daftseg.inference.routing import SHIPPED_TABLES
+
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+SHIPPED_LISTS = "93f1e55"  # daftseg/configs/split_93f1e55/
 
 
 class RecipeError(ValueError):
@@ -68,6 +77,11 @@ class Recipe:
     models: list[ModelSpec] = field(default_factory=list)
     patience: int = 0  # used only by runs with a valcsv
     checkpoint: str = "latest"
+    lists_shipped: str = ""  # "93f1e55": the package's copy of the original's lists
+    lists_dir: str = ""  # default --csv_dir
+    routing: str = "93f1e55"
+    shared_prompt_encoder: bool = False
+    pe_from: str = ""
 
 
 _RUN_KEYS = {"epochs", "datacsv", "valcsv", "subset", "regex", "every_slice", "nopretrain", "distill"}
@@ -114,12 +128,33 @@ def load_recipe(name_or_path: str) -> Recipe:
     batch = data.get("batch", {})
     validation = data.get("validation", {})
     defaults = data.get("defaults", {})
+    lists = data.get("lists", {})
+    export = data.get("export", {})
+    for table, keys, given in (("lists", {"shipped", "dir"}, lists),
+                               ("export", {"routing", "shared_prompt_encoder", "pe_from"}, export)):
+        if set(given) - keys:
+            raise RecipeError(f"{path} [{table}]: unknown keys {sorted(set(given) - keys)}")
     recipe = Recipe(name=data.get("name", path.stem), path=path, description=data.get("description", ""),
                     distill_batch=int(batch.get("distill", 7)), finetune_batch=int(batch.get("finetune", 96)),
                     patience=int(validation.get("patience", 0)),
-                    checkpoint=validation.get("checkpoint", "latest"))
+                    checkpoint=validation.get("checkpoint", "latest"),
+                    lists_shipped=str(lists.get("shipped", "")), lists_dir=str(lists.get("dir", "")),
+                    routing=str(export.get("routing", "93f1e55")),
+                    shared_prompt_encoder=bool(export.get("shared_prompt_encoder", False)),
+                    pe_from=str(export.get("pe_from", "")))
     if recipe.checkpoint not in ("latest", "best"):
         raise RecipeError(f"{path}: [validation] checkpoint must be 'latest' or 'best'")
+    if recipe.lists_shipped not in ("", SHIPPED_LISTS):
+        raise RecipeError(f"{path} [lists]: shipped = {recipe.lists_shipped!r}: the package ships "
+                          f"{SHIPPED_LISTS!r} only")
+    if recipe.lists_shipped and recipe.lists_dir:
+        raise RecipeError(f"{path} [lists]: give 'shipped' or 'dir', not both")
+    if recipe.routing not in SHIPPED_TABLES:
+        table = Path(recipe.routing)
+        recipe.routing = str(table if table.is_absolute() else (path.parent / table).resolve())
+        if not Path(recipe.routing).is_file():
+            raise RecipeError(f"{path} [export]: routing = {table}: no such file, nor a shipped table "
+                              f"({', '.join(SHIPPED_TABLES)})")
     for rid, table in data.get("distill", {}).items():
         recipe.distill[rid] = _run(f"{path} [distill.{rid}]", rid, table, defaults)
     for rid, table in data.get("general", {}).items():

@@ -9,7 +9,7 @@ import argparse
 import os
 
 from daftseg.training.batch import plan_batch
-from daftseg.training.config import TrainConfig
+from daftseg.training.config import PLATEAU_ON, TrainConfig
 from daftseg.trust import add_trust_argument
 
 TEACHER_DEFAULT = "work_dir/LiteMedSAM/lite_medsam.pth"
@@ -37,8 +37,12 @@ def build_parser(stage: str, prog: str | None = None) -> argparse.ArgumentParser
     d.add_argument("-data_subset", default="",
                    help="'|'-separated file-name prefixes (prefix match, e.g. 'CT|MR|PET'); '' = all files")
     d.add_argument("-valcsv", default="",
-                   help="validation file list: selects the best checkpoint, drives the LR scheduler and "
-                        "early stopping (-patience); the same -data_root and -data_subset apply")
+                   help="validation file list: selects the best checkpoint and stops early (-patience), as "
+                        "916bd4e; the LR scheduler still follows the training loss unless -plateau_on val. "
+                        "The same -data_root and -data_subset apply")
+    d.add_argument("--skip_missing_files", action="store_true",
+                   help="leave out listed files that do not exist under -data_root, with a count per "
+                        "modality prefix (default: a missing file is an error)")
     d.add_argument("-cache_dir", default="",
                    help="preprocessing cache (python -m daftseg.data.preprocess_cache); files missing "
                         "from it are read from their npz")
@@ -102,6 +106,9 @@ def build_parser(stage: str, prog: str | None = None) -> argparse.ArgumentParser
     o.add_argument("-patience", type=int, default=7,
                    help="with -valcsv: stop once the validation loss has not improved for more than "
                         "this many epochs")
+    o.add_argument("-plateau_on", choices=PLATEAU_ON, default="train",
+                   help="loss ReduceLROnPlateau steps on once per epoch: 'train' (the mean training loss, as "
+                        "93f1e55 and 916bd4e, also with -valcsv) or 'val' (needs -valcsv)")
     o.add_argument("-max_steps", type=int, default=0, help="stop after this many optimizer steps (0: no limit)")
     o.add_argument("-seed", type=int, default=2024, help="seed of model init, sampling and augmentation")
 
@@ -109,6 +116,10 @@ def build_parser(stage: str, prog: str | None = None) -> argparse.ArgumentParser
     e.add_argument("-num_workers", type=int, default=16, help="DataLoader worker processes per training process")
     e.add_argument("-device", default="cuda:0",
                    help="cuda, cuda:N or cpu; under torchrun each process uses cuda:LOCAL_RANK")
+    e.add_argument("-sync_bn", action="store_true",
+                   help="under torchrun, synchronise BatchNorm over all processes (SyncBatchNorm): statistics "
+                        "over the global batch, as the original's single GPU; GPU only (torch has no CPU "
+                        "SyncBatchNorm). Without it each process normalises over its own share of the batch")
     e.add_argument("--amp", choices=("none", "bf16"), default="none", help="autocast dtype")
     e.add_argument("--channels_last", action="store_true", help="channels-last memory format")
     e.add_argument("--compile", action="store_true", help="torch.compile the networks")

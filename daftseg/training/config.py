@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 STAGES = ("distill", "finetune", "finetune3d")
+PLATEAU_ON = ("train", "val")  # the loss ReduceLROnPlateau follows
 
 
 class InvalidSetting(ValueError):
@@ -21,6 +22,7 @@ class TrainConfig:
     data_subset: str = ""
     valcsv: str = ""
     cache_dir: str = ""
+    skip_missing_files: bool = False
     bbox_shift: int = 5
     norm_before_pad: bool = False
     sanity_check: bool = False
@@ -44,6 +46,7 @@ class TrainConfig:
     seg_loss_weight: float = 1.0
     ce_loss_weight: float = 1.0
     patience: int = 7
+    plateau_on: str = "train"  # 93f1e55 and 916bd4e: the mean training loss
     max_steps: int = 0
     seed: int = 2024
     # execution
@@ -52,6 +55,7 @@ class TrainConfig:
     amp: str = "none"
     channels_last: bool = False
     compile: bool = False
+    sync_bn: bool = False  # SyncBatchNorm under DDP (GPU)
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -61,6 +65,10 @@ class TrainConfig:
         for name in ("batch_size", "grad_accum", "num_epochs"):
             if getattr(self, name) < 1:
                 raise InvalidSetting(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.plateau_on not in PLATEAU_ON:
+            raise InvalidSetting(f"plateau_on must be one of {PLATEAU_ON}, got {self.plateau_on!r}")
+        if self.plateau_on == "val" and not self.valcsv:
+            raise InvalidSetting("-plateau_on val needs a validation list (-valcsv)")
         if self.bbox_shift < 0 or self.num_workers < 0 or self.max_steps < 0 or self.global_batch_size < 0:
             raise InvalidSetting("bbox_shift, num_workers, max_steps and global_batch_size must not be negative")
 

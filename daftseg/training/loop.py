@@ -1,9 +1,10 @@
 """The one training loop of all three stages: one process or DDP, AMP, accumulation, checkpoints.
 
-Per epoch (as the original, spec §5.1): train over the loader, optionally validate, step
-``ReduceLROnPlateau`` on the monitored loss (validation loss with ``-valcsv``, else the mean
-training loss), append to ``train_log.csv``, write ``medsam_lite_latest.pth`` and, on improvement,
-``medsam_lite_best.pth``, then redraw ``train_loss.png``. Only rank 0 writes or prints; every
+Per epoch (as the original, spec §5.1, §11.2): train over the loader, optionally validate, step
+``ReduceLROnPlateau`` on the mean training loss (``-plateau_on val``: on the validation loss),
+append to ``train_log.csv``, write ``medsam_lite_latest.pth`` and, when the monitored loss
+improved (validation loss with ``-valcsv``, else training loss), ``medsam_lite_best.pth``, then
+redraw ``train_loss.png``. Only rank 0 writes or prints; every
 write is atomic, so a run killed at any moment resumes from its latest checkpoint.
 """
 
@@ -25,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from daftseg.training import history
 from daftseg.training.batch import BatchPlan
+from daftseg.training.batchnorm import prepare_batchnorm
 from daftseg.training.config import TrainConfig
 from daftseg.training.distributed import DistEnv, all_reduce_sum, print_main
 from daftseg.training.sampling import EpochSampler, ShardSampler
@@ -57,7 +59,10 @@ class Trainer:
         self.device = env.device
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # input sizes never change (256x256)
-        self.model = task.model.to(self.device)
+        self.model, bn_note = prepare_batchnorm(task.model.to(self.device), env, config.sync_bn, self.batch_plan)
+        task.model = self.model
+        if bn_note:
+            print_main(env, bn_note)
         if config.channels_last:
             self.model.to(memory_format=torch.channels_last)
         # every parameter, frozen ones included, as the original: its optimizer state then loads by index
@@ -213,8 +218,10 @@ class Trainer:
                 raise FloatingPointError(f"epoch {epoch}: training loss is {train_loss}; the last "
                                          f"good checkpoint is {work_dir / 'medsam_lite_latest.pth'}")
             val_loss = self.validate() if self.val_loader is not None else None
+            # 916bd4e validates only to pick the best checkpoint and to stop early: its scheduler
+            # kept following the training loss
+            self.scheduler.step(val_loss if cfg.plateau_on == "val" else train_loss)
             monitored = val_loss if val_loss is not None else train_loss
-            self.scheduler.step(monitored)
             improved = monitored < self.progress.best_loss
             if improved:
                 print_main(env, f"New best loss in epoch {epoch}: {self.progress.best_loss:.5f} -> {monitored:.5f}")

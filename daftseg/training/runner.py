@@ -37,7 +37,8 @@ def build_datasets(config: TrainConfig) -> tuple[NpzDataset, NpzDataset | None]:
     """Training set and, with ``-valcsv``, validation set (augmented and jittered as 916bd4e, but
     with a fixed RNG stream, so every epoch validates on the same samples)."""
     def dataset(csv_path: str) -> NpzDataset:
-        files = load_file_list(csv_path, config.data_root, config.data_subset)
+        files = load_file_list(csv_path, config.data_root, config.data_subset,
+                               skip_missing=config.skip_missing_files)
         return NpzDataset(files, every_slice=config.every_slice, bbox_shift=config.bbox_shift, data_aug=True,
                           norm_before_pad=config.norm_before_pad, cache_dir=config.cache_dir or None,
                           seed=config.seed)

@@ -38,7 +38,7 @@ BEST = "medsam_lite_best.pth"
 FORMAT_VERSION = 1
 # settings that change which samples or updates follow; a resume with other values is not exact
 EXACT_RESUME_KEYS = ("seed", "batch_size", "grad_accum", "datacsv", "data_subset", "bbox_shift",
-                     "norm_before_pad", "amp", "stage")
+                     "norm_before_pad", "amp", "stage", "plateau_on", "sync_bn")
 
 
 def rng_state() -> dict[str, Any]:
