@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import queue
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from multiprocessing import connection
 from typing import Any
-
-POLL_SECONDS = 0.2
 
 
 def available_cores() -> list[int]:
@@ -56,28 +53,31 @@ class WorkerJob:
 
 
 class Relay:
-    """A worker's side of the queue: lines and finished cases go to the parent."""
+    """A worker's side of its pipe: lines and finished cases go to the parent as they happen.
 
-    def __init__(self, q: Any, index: int) -> None:
-        self._q, self.index = q, index
+    A pipe, not a ``multiprocessing.Queue``: a send is written before it returns (a queue hands it
+    to a feeder thread), so what a worker reported is not lost when the worker is killed after it.
+    """
+
+    def __init__(self, conn: Any, index: int) -> None:
+        self._conn, self.index = conn, index
 
     def line(self, text: str, error: bool = False) -> None:
-        self._q.put(("line", self.index, text, error))
+        self._conn.send(("line", text, error))
 
     def done(self, item: str, ok: bool, row: Any = None) -> None:
-        self._q.put(("done", self.index, item, ok, row))
+        self._conn.send(("done", item, ok, row))
 
 
-def _bootstrap(target: Callable[[WorkerJob, Relay], int], job: WorkerJob, q: Any) -> None:
+def _bootstrap(target: Callable[[WorkerJob, Relay], int], job: WorkerJob, conn: Any) -> None:
     if job.cores:
         os.sched_setaffinity(0, job.cores)
     code = 1
     try:
-        code = target(job, Relay(q, job.index))
+        code = target(job, Relay(conn, job.index))
     finally:
-        q.put(("exit", job.index, code))
-        q.close()
-        q.join_thread()  # every message sent before the process ends
+        conn.send(("exit", code))
+        conn.close()
     # skip the interpreter's teardown (releasing compiled models takes about 75 ms)
     os._exit(code)
 
@@ -100,73 +100,51 @@ def run_pool(target: Callable[[WorkerJob, Relay], int], jobs: list[WorkerJob],
     on_line(text, error) prints a worker's line; on_done() is called once per finished case,
     including the cases of a worker that died, which are reported as failed (``error:`` lines).
     """
-    return _Pool(target, jobs, on_line, on_done, name_of).run()
-
-
-class _Pool:
-    def __init__(self, target, jobs, on_line, on_done, name_of) -> None:
-        ctx = mp.get_context("spawn")  # a fresh interpreter: no OpenVINO threads copied by fork
-        self.q = ctx.Queue()
-        self.jobs = jobs
-        self.procs = [ctx.Process(target=_bootstrap, args=(target, job, self.q), daemon=True) for job in jobs]
-        self.pending = {job.index: {name_of(item) for item in job.items} for job in jobs}
-        self.exited: dict[int, int | None] = {}
-        self.on_line, self.on_done = on_line, on_done
-        self.result = PoolResult()
-
-    def run(self) -> PoolResult:
-        for p in self.procs:
-            p.start()
-        try:
-            while len(self.exited) < len(self.jobs):
+    ctx = mp.get_context("spawn")  # a fresh interpreter: no OpenVINO threads copied by fork
+    result = PoolResult(exit_codes=[None] * len(jobs))
+    pending = [{name_of(item) for item in job.items} for job in jobs]
+    procs, conns = [], {}
+    try:
+        for i, job in enumerate(jobs):
+            recv, send = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_bootstrap, args=(target, job, send), daemon=True)
+            proc.start()
+            send.close()  # the worker holds the only write end: its end is our EOF
+            procs.append(proc)
+            conns[recv] = i
+        while conns:
+            for conn in connection.wait(list(conns)):
+                i = conns[conn]
                 try:
-                    self._handle(self.q.get(timeout=POLL_SECONDS))
-                except queue.Empty:
-                    self._reap()
-        finally:
-            for p in self.procs:
-                if p.is_alive() and len(self.exited) < len(self.jobs):  # interrupted: stop the others
-                    p.terminate()
-                p.join()
-            self.q.close()
-        for job in self.jobs:  # a worker that exited with cases unreported failed them
-            self._fail_pending(job.index, "stopped")
-        self.result.exit_codes = [self.exited.get(job.index, p.exitcode) for job, p in zip(self.jobs, self.procs,
-                                                                                             strict=True)]
-        return self.result
-
-    def _handle(self, msg: tuple) -> None:
-        kind, index = msg[0], msg[1]
-        if kind == "line":
-            self.on_line(msg[2], msg[3])
-        elif kind == "done":
-            self.pending[index].discard(msg[2])
-            if not msg[3]:
-                self.result.failed.append(msg[2])
-            elif msg[4] is not None:
-                self.result.rows.append(msg[4])
-            self.on_done()
-        elif kind == "exit":
-            self.exited[index] = msg[2]
-
-    def _reap(self) -> None:
-        """Workers that died without saying so (killed, out of memory): their unfinished cases fail."""
-        for job, p in zip(self.jobs, self.procs, strict=True):
-            if job.index in self.exited or p.is_alive():
-                continue
-            deadline = time.monotonic() + 1.0  # what it sent before dying is still in the pipe
-            while time.monotonic() < deadline and job.index not in self.exited:
-                try:
-                    self._handle(self.q.get(timeout=POLL_SECONDS))
-                except queue.Empty:
-                    break
-            if job.index not in self.exited:
-                self.exited[job.index] = p.exitcode
-                self._fail_pending(job.index, f"ended (exit code {p.exitcode})")
-
-    def _fail_pending(self, index: int, why: str) -> None:
-        for item in sorted(self.pending[index]):
-            self.on_line(f"error: {item}: worker {index} {why} before this case finished", True)
-            self.result.failed.append(item)
-            self.on_done()
-        self.pending[index].clear()
+                    msg = conn.recv()
+                except EOFError:  # the worker ended; everything it sent has been read
+                    del conns[conn]
+                    conn.close()
+                    procs[i].join()
+                    if result.exit_codes[i] is None:
+                        result.exit_codes[i] = procs[i].exitcode
+                        why = f"ended (exit code {procs[i].exitcode})"
+                    else:
+                        why = "stopped"
+                    for item in sorted(pending[i]):
+                        on_line(f"error: {item}: worker {jobs[i].index} {why} before this case finished", True)
+                        result.failed.append(item)
+                        on_done()
+                    continue
+                if msg[0] == "line":
+                    on_line(msg[1], msg[2])
+                elif msg[0] == "done":
+                    pending[i].discard(msg[1])
+                    if not msg[2]:
+                        result.failed.append(msg[1])
+                    elif msg[3] is not None:
+                        result.rows.append(msg[3])
+                    on_done()
+                elif msg[0] == "exit":
+                    result.exit_codes[i] = msg[1]
+    finally:
+        for proc in procs:  # interrupted (Ctrl-C): the others stop too
+            if proc.is_alive() and conns:
+                proc.terminate()
+            proc.join()
+    return result
