@@ -166,7 +166,7 @@ def test_a_dead_worker_fails_only_its_unfinished_cases():
     jobs = [WorkerJob(0, ["a", "die", "c"], None), WorkerJob(1, ["b", "bad"], None)]
     result = run_pool(_report_or_die, jobs, lambda text, error: lines.append((text, error)),
                       lambda: done.append(1))
-    assert sorted(result.rows) == ["a\n", "b\n"]
+    assert sorted(result.rows) == ["a\n", "b\n", "bad\n"]
     assert sorted(result.failed) == ["bad", "c", "die"]
     assert len(done) == 5 and result.exit_codes == [3, 0]
     assert ("error: die: worker 0 ended (exit code 3) before this case finished", True) in lines

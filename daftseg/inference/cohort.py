@@ -34,8 +34,10 @@ class CohortError(ValueError):
     """Cohort options that do not go together; the message is one line."""
 
 
-def add_cohort_arguments(p: argparse.ArgumentParser, what: str = "cases", gts: bool = True) -> None:
-    """``--balance --workers --overwrite --slurm --submit [--gts]`` and the Slurm cluster options."""
+def add_cohort_arguments(p: argparse.ArgumentParser, what: str = "cases", gts: bool = True,
+                         overwrite: bool = True) -> None:
+    """``--balance --workers [--overwrite] --slurm --submit [--gts]`` and the Slurm cluster options
+    (``overwrite=False`` where the command has its own ``--overwrite``)."""
     c = p.add_argument_group(
         "cohorts (a workstation's cores, a Slurm cluster; with --shard, --workers or --slurm a run resumes: "
         f"{what} whose outputs are complete are skipped)")
@@ -45,11 +47,13 @@ def add_cohort_arguments(p: argparse.ArgumentParser, what: str = "cases", gts: b
     c.add_argument("--workers", type=int, default=None, metavar="K",
                    help=f"K processes, each on a size-balanced share of the {what}, each compiling its models "
                         "once, with --threads (default: cores // K); one progress bar; outputs as one process")
-    c.add_argument("--overwrite", action="store_true",
-                   help=f"with --shard/--workers/--slurm: run every {what[:-1]} again, replacing complete outputs")
+    if overwrite:
+        c.add_argument("--overwrite", action="store_true",
+                       help=f"with --shard/--workers/--slurm: run every {what[:-1]} again, replacing complete outputs")
     c.add_argument("--slurm", type=int, default=None, metavar="N",
                    help="write a Slurm job array of N tasks (each its --shard K/N --balance size) and a job "
-                        "that checks every output after them, to OUTPUT/slurm/ (see --submit)")
+                        "that checks every output after them, to OUTPUT/slurm/ (the manifest's <name>_slurm/ with "
+                        "--manifest; see --submit)")
     c.add_argument("--submit", action="store_true", help="with --slurm: submit the jobs now with sbatch")
     if gts:
         c.add_argument("--gts", default=None, metavar="DIR",

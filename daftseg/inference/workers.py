@@ -84,7 +84,8 @@ def _bootstrap(target: Callable[[WorkerJob, Relay], int], job: WorkerJob, conn: 
 
 @dataclass
 class PoolResult:
-    """What the parent saw: rows of finished cases, names that failed, and each worker's exit code."""
+    """What the parent saw: the rows workers sent with finished cases (failed ones too, where they sent
+    one), the names that failed, and each worker's exit code."""
 
     rows: list[Any] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
@@ -137,7 +138,7 @@ def run_pool(target: Callable[[WorkerJob, Relay], int], jobs: list[WorkerJob],
                     pending[i].discard(msg[1])
                     if not msg[2]:
                         result.failed.append(msg[1])
-                    elif msg[3] is not None:
+                    if msg[3] is not None:
                         result.rows.append(msg[3])
                     on_done()
                 elif msg[0] == "exit":
