@@ -295,13 +295,14 @@ def _segmenter(args: argparse.Namespace, report, files: list[Path], announce: bo
 
 def _run(args: argparse.Namespace, files: list[Path], output_dir: Path, progress: Progress,
          err: TextIO, process: _Process) -> int:
+    report = _Report(progress, err)
+    segmenter = _segmenter(args, report, files)
+    if segmenter is None:
+        return 1
+    process.keep.append(segmenter)
     t_all = time.perf_counter()
     with _open_csv(args.timing_csv, err) as csv:
-        report = _Report(progress, err, csv)
-        segmenter = _segmenter(args, report, files)
-        if segmenter is None:
-            return 1
-        process.keep.append(segmenter)
+        report.csv = csv
         failed = _run_cases(segmenter, args, files, output_dir, report, process)
     _summary(progress, len(files), failed, output_dir, t_all)
     return 1 if failed else 0
