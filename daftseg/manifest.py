@@ -382,7 +382,7 @@ def slurm_dir(manifest: Path) -> Path:
 
 def write_manifest_jobs(args: argparse.Namespace, parser: argparse.ArgumentParser, rows: list[Row]) -> int:
     """``--manifest --slurm N``: a job array over the rows, and the check job (``main`` below)."""
-    from daftseg.inference.cohort import passthrough_argv, write_array
+    from daftseg.inference.cohort import passthrough_argv, threads_per_task, write_array
     from daftseg.inference.runner import LOCAL_CACHE_DIR
     from daftseg.recipe.plan import shell_line
 
@@ -392,7 +392,7 @@ def write_manifest_jobs(args: argparse.Namespace, parser: argparse.ArgumentParse
     cache = args.cache_dir if args.cache_dir is not None else LOCAL_CACHE_DIR
     task = [sys.executable, "-m", "daftseg.segment", "--manifest", manifest,
             *passthrough_argv(args, parser, MANIFEST_DROP, MANIFEST_PATHS, always=("models_dir",)),
-            "--cache_dir", str(Path(cache).resolve()) if cache else ""]
+            "--cache_dir", str(Path(cache).resolve()) if cache else "", *threads_per_task(args)]
     line = (shell_line(task) + f' --shard "{TASK_ID}/{n}" --balance size --summary '
             f'{shell_line([str(folder / "summary-")])}"{TASK_ID}".csv')
     check = [shell_line([sys.executable, "-m", "daftseg.manifest", manifest, "--slurm_dir", str(folder)])]

@@ -262,9 +262,17 @@ def test_fake_sbatch_array_writes_every_case_and_the_metrics(demo, toy_models_di
         assert f"#SBATCH {option}\n" in text
     assert '--shard "${SLURM_ARRAY_TASK_ID}/3" --balance size' in text
     assert "--array" not in (folder / "check.sbatch").read_text()
+    assert " --threads 1 " in text and "--workers" not in text and "--cpus_per_task" not in text
     proc = subprocess.run([shellcheck(), "--shell=bash", *map(str, sorted(folder.glob("*.sbatch"))),
                            str(folder / "submit.sh")], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout
+
+    # processes per task go with the tasks; without --threads a task takes its allocation's cores
+    no_threads = [a for a in args if a not in ("--threads", "1")]
+    assert run_cli(*no_threads, "--workers", "2")[0] == 0
+    assert " --workers 2 " in (folder / "segment.sbatch").read_text()
+    assert run_cli(*no_threads)[0] == 0
+    assert " --threads 2 " in (folder / "segment.sbatch").read_text()
 
     # a resubmission (after a killed task) redoes only what is missing
     (out / sorted(one)[5]).unlink()

@@ -27,7 +27,8 @@ from daftseg.inference.shards import BALANCES, describe, split
 
 TASK_ID = "${SLURM_ARRAY_TASK_ID}"
 CLUSTER_KEYS = ("cluster", "account", "partition", "time", "cpus_per_task")
-COHORT_KEYS = ("shard", "balance", "workers", "slurm", "submit", "gts", *CLUSTER_KEYS)
+# not passed on to a task: its own shard replaces them (--workers is: processes per task)
+COHORT_KEYS = ("shard", "balance", "slurm", "submit", "gts", *CLUSTER_KEYS)
 
 
 class CohortError(ValueError):
@@ -143,10 +144,21 @@ def passthrough_argv(args: argparse.Namespace, parser: argparse.ArgumentParser, 
         if isinstance(action, argparse._StoreTrueAction):
             argv += [flag] if value else []
             continue
-        for v in value if isinstance(value, list) else [value]:
-            text = str(v)
-            argv += [flag, str(Path(text).resolve()) if action.dest in paths and text else text]
+        words = [str(Path(str(v)).resolve()) if action.dest in paths and str(v) else str(v)
+                 for v in (value if isinstance(value, list) else [value])]
+        if isinstance(action, argparse._AppendAction):  # --box A --box B
+            argv += [w for word in words for w in (flag, word)]
+        else:  # one value, or nargs: the flag once before its values
+            argv += [flag, *words]
     return argv
+
+
+def threads_per_task(args: argparse.Namespace) -> list[str]:
+    """``--threads C`` for a task of ``--cpus_per_task C`` that chose no threads nor workers itself:
+    the task's allocation, whatever OpenVINO would make of the node's cores."""
+    if args.threads or args.workers or not args.cpus_per_task:
+        return []
+    return ["--threads", str(args.cpus_per_task)]
 
 
 def cluster_from_args(args: argparse.Namespace):
@@ -212,7 +224,7 @@ def write_runner_jobs(args: argparse.Namespace, parser: argparse.ArgumentParser,
     folder = output / "slurm"
     task = [python, "PerfectMetaOpenVINO.py",
             *passthrough_argv(args, parser, RUNNER_DROP, RUNNER_PATHS, always=("input_dir", "output_dir", "models_dir")),
-            "--cache_dir", str(Path(cache_dir).resolve()) if cache_dir else ""]
+            "--cache_dir", str(Path(cache_dir).resolve()) if cache_dir else "", *threads_per_task(args)]
     if args.overwrite:
         task.append("--overwrite")
     line = shell_line(task) + f' --shard "{TASK_ID}/{n}" --balance size'
