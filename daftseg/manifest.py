@@ -209,6 +209,8 @@ def run_manifest(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         print(f"error: {e}", file=sys.stderr)
         return 1
     errors, complete = check_rows(rows, args.overwrite)
+    if not Path(args.models_dir).is_dir():
+        errors.append(f"models folder {args.models_dir} not found (pass -m FOLDER)")
     for line in errors:
         print(f"error: {line}", file=sys.stderr)
     if errors:
@@ -339,9 +341,7 @@ def _run_rows(rows: list[Row], args: argparse.Namespace, report, announce: bool)
     for row in rows:
         t0 = time.perf_counter()
         try:
-            if segmenter is None:
-                if not Path(args.models_dir).is_dir():
-                    raise segment.SegmentError(f"models folder {args.models_dir} not found (pass -m FOLDER)")
+            if segmenter is None:  # at the first row: a shard whose rows are all done compiles nothing
                 segmenter = segment.make_segmenter(args, announce)
             row_args = _row_args(args, row)
             prepared = segment.prepare(row_args)

@@ -145,14 +145,14 @@ def test_problems_are_found_before_anything_runs(cohort, toy_models_dir, capsys)
               "scans/ct2.nii.gz,scans/ct2.json,out/ct1_seg.nii.gz,CT",  # row 1's output
               "scans/ct2.nii.gz,scans/ct2.json,out/x.dcm,CT"]  # not a label format
     manifest.write_text("\n".join(lines) + "\n")
-    rc = segment.main(["--manifest", str(manifest), "-m", str(toy_models_dir), *COMMON])
+    rc = segment.main(["--manifest", str(manifest), "-m", str(tmp_path / "no_models"), *COMMON])
     err = capsys.readouterr().err
-    assert rc == 1
+    assert rc == 1 and f"models folder {tmp_path / 'no_models'} not found" in err
     assert "row 3 (photo.png): " in err and "is not a complete result of this row (pass --overwrite" in err
     assert "row 5 (missing.nii.gz): " in err and "missing.nii.gz not found" in err
     assert "row 6 (ct2.nii.gz): writes " in err and "as row 1 does" in err
     assert "row 7 (ct2.nii.gz): " in err and "DICOM SEG output is out of scope" in err
-    assert "4 problems in" in err and "nothing was run" in err
+    assert "5 problems in" in err and "nothing was run" in err
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["photo_seg.png"]
     assert not (tmp_path / "cohort.summary.csv").exists()
 
