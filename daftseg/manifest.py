@@ -190,7 +190,7 @@ def check_rows(rows: list[Row], overwrite: bool) -> tuple[list[str], set[int]]:
 
 def run_manifest(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """``daftseg-segment --manifest``: check every row, then run the rows of this shard (module doc)."""
-    from daftseg.inference.cohort import CohortError, check_cohort_arguments, select_shard
+    from daftseg.inference.cohort import CohortError, check_cohort_arguments, file_size, select_shard
     from daftseg.inference.shards import ShardError, parse_shard
 
     given = [f"--{o}" for o in ROW_OPTIONS if getattr(args, o) is not None]
@@ -219,10 +219,10 @@ def run_manifest(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         return 1
     if args.slurm:
         return write_manifest_jobs(args, parser, rows)
-    by_key = {_name(r): r for r in rows}
     if args.shard:
-        chosen = select_shard([_Sized(r) for r in rows], shard, args.balance, sys.stdout)
-        rows = [by_key[c.name] for c in chosen]
+        chosen = select_shard([_name(r) for r in rows], [file_size(r.image) for r in rows], shard, args.balance,
+                              sys.stdout)
+        rows = [rows[i] for i in chosen]
     summary = args.summary or _default_summary(args.manifest, shard if args.shard else None)
     skipped = [r for r in rows if r.number in complete]
     todo = [r for r in rows if r.number not in complete]
@@ -244,21 +244,6 @@ def run_manifest(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 
 def _name(row: Row) -> str:
     return f"{row.number:09d}"  # sorts as the manifest's order, for --balance name
-
-
-class _Sized:
-    """A row as ``select_shard`` sees a case: a name and a size (the scan's bytes)."""
-
-    def __init__(self, row: Row) -> None:
-        self.name = _name(row)
-        self._image = row.image
-
-    def stat(self):
-        from types import SimpleNamespace
-
-        p = self._image
-        size = sum(f.stat().st_size for f in p.iterdir() if f.is_file()) if p.is_dir() else p.stat().st_size
-        return SimpleNamespace(st_size=size)
 
 
 def _default_summary(manifest: Path, shard: tuple[int, int] | None) -> Path:
@@ -305,13 +290,13 @@ def _run(todo: list[Row], args: argparse.Namespace, results: dict) -> int:
 
 
 def _run_workers(todo: list[Row], args: argparse.Namespace, results: dict, progress) -> int:
+    from daftseg.inference.cohort import file_size
     from daftseg.inference.shards import split_by_size
     from daftseg.inference.workers import WorkerJob, core_sets, default_threads, run_pool
 
     k = min(args.workers, len(todo))
     threads = args.threads or default_threads(k)
-    sized = [_Sized(r) for r in todo]
-    shares = split_by_size([s.name for s in sized], [s.stat().st_size for s in sized], k)
+    shares = split_by_size([_name(r) for r in todo], [file_size(r.image) for r in todo], k)
     cores = core_sets(k, threads)
     worker_args = copy.copy(args)
     worker_args.threads = threads

@@ -89,20 +89,23 @@ def is_cohort(args: argparse.Namespace) -> bool:
     return bool(args.shard or args.workers or args.slurm)
 
 
-def select_shard(items: Sequence[Path], shard: tuple[int, int], balance: str, out: TextIO) -> list[Path]:
-    """Shard ``shard`` = (K, N) of ``items`` (sorted by name within it), printed as one line."""
+def select_shard(names: Sequence[str], sizes: Sequence[int], shard: tuple[int, int], balance: str,
+                 out: TextIO) -> list[int]:
+    """Indices of shard ``shard`` = (K, N) of the items (in name order), printed as one line."""
     k, n = shard
-    names = [p.name for p in items]
-    sizes = [_size(p) for p in items]
     chosen = split(names, sizes, n, balance)[k]
     print(describe(k, n, balance, names, sizes, chosen), file=out, flush=True)
-    return [items[i] for i in chosen]
+    return chosen
 
 
-def _size(path: Path) -> int:
+def file_size(path: Path) -> int:
+    """Bytes of a file, or of the files of a folder (a DICOM series); 0 if it is missing (the item
+    still gets a shard, and fails there with its own message)."""
     try:
+        if path.is_dir():
+            return sum(f.stat().st_size for f in path.iterdir() if f.is_file())
         return path.stat().st_size
-    except OSError:  # a missing file still gets a shard; it fails there with its own message
+    except OSError:
         return 0
 
 

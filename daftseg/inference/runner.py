@@ -23,6 +23,7 @@ from daftseg.inference.cohort import (
     CohortError,
     add_cohort_arguments,
     check_cohort_arguments,
+    file_size,
     is_cohort,
     resume_cases,
     select_shard,
@@ -202,7 +203,10 @@ def _main(argv: list[str] | None, stdout: TextIO | None, stderr: TextIO | None, 
         return 1
     # hidden files (.x.npz) are skipped, as DAFT's glob.glob('*.npz') skips them
     cases = sorted(p for p in input_dir.glob("*.npz") if not p.name.startswith("."))
-    files = select_shard(cases, shard, args.balance, out) if args.shard else cases
+    files = cases
+    if args.shard:
+        chosen = select_shard([p.name for p in cases], [file_size(p) for p in cases], shard, args.balance, out)
+        files = [cases[i] for i in chosen]
     problem = _unwritable(output_dir)
     if problem:
         print(f"error: output folder {output_dir} is not writable: {problem}", file=err)
@@ -357,7 +361,7 @@ def _run_workers(args: argparse.Namespace, files: list[Path], output_dir: Path, 
     t_all = time.perf_counter()
     k = min(args.workers, len(files))
     threads = args.threads or default_threads(k)
-    sizes = [p.stat().st_size for p in files]
+    sizes = [file_size(p) for p in files]
     shares = split_by_size([p.name for p in files], sizes, k)
     cores = core_sets(k, threads)
     jobs = []
