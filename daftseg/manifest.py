@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from daftseg.inference.cohort import TASK_ID, add_cohort_arguments
+from daftseg.inference.cohort import add_cohort_arguments
 
 COLUMNS = ("image", "boxes", "output")
 OPTIONAL_COLUMNS = ("modality",)
@@ -367,7 +367,7 @@ def slurm_dir(manifest: Path) -> Path:
 
 def write_manifest_jobs(args: argparse.Namespace, parser: argparse.ArgumentParser, rows: list[Row]) -> int:
     """``--manifest --slurm N``: a job array over the rows, and the check job (``main`` below)."""
-    from daftseg.inference.cohort import passthrough_argv, threads_per_task, write_array
+    from daftseg.cohort_slurm import TASK_ID, passthrough_argv, threads_per_task, write_array
     from daftseg.inference.runner import LOCAL_CACHE_DIR
     from daftseg.recipe.plan import shell_line
 

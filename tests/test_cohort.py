@@ -313,3 +313,12 @@ def test_cohort_options_that_do_not_go_together(demo, toy_models_dir, tmp_path, 
             run_cli(*base, *extra)
         assert message in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_slurm_where_the_recipe_is_not_installed(demo, toy_models_dir, tmp_path, monkeypatch):  # noqa: F811
+    """The challenge image holds daftseg/inference without the recipe: --slurm says so in one line."""
+    root, _ = demo
+    monkeypatch.setitem(sys.modules, "daftseg.cohort_slurm", None)  # what an absent module looks like to import
+    rc, _, err = run_cli("-i", root / "imgs", "-o", tmp_path / "segs", "-m", toy_models_dir, "--slurm", "2")
+    assert rc == 1 and err.startswith("error: --slurm needs a full daftseg checkout or package")
+    assert not (tmp_path / "segs" / "slurm").exists()

@@ -27,7 +27,6 @@ from daftseg.inference.cohort import (
     is_cohort,
     resume_cases,
     select_shard,
-    write_runner_jobs,
 )
 from daftseg.inference.options import (
     DEFAULT_MAX_CACHED_SLICES,
@@ -215,7 +214,7 @@ def _main(argv: list[str] | None, stdout: TextIO | None, stderr: TextIO | None, 
         print(f"no .npz cases in {input_dir}", file=out)
         return 0
     if args.slurm:
-        return write_runner_jobs(args, build_parser(), cases, _cache_dir(args), out, err)
+        return _write_slurm(args, cases, out, err)
     if is_cohort(args):
         files = resume_cases(args, files, _settings(args), out, err)
         if files is None:
@@ -238,6 +237,23 @@ def _main(argv: list[str] | None, stdout: TextIO | None, stderr: TextIO | None, 
         progress.close()
         log.removeHandler(handler)
         log.propagate = True
+
+
+def _write_slurm(args: argparse.Namespace, cases: list[Path], out: TextIO, err: TextIO) -> int:
+    """``--slurm``: the job array, written by ``daftseg.cohort_slurm`` through the recipe's Slurm back-end.
+
+    That module and the recipe are not part of the challenge image (``daftseg/inference`` only:
+    see .dockerignore), where there is no cluster to submit to either; it is looked up when asked
+    for, and its absence is one error line.
+    """
+    import importlib
+
+    try:
+        writer = importlib.import_module("daftseg.cohort_slurm")
+    except ModuleNotFoundError as e:
+        print(f"error: --slurm needs a full daftseg checkout or package ({e.name} is not installed here)", file=err)
+        return 1
+    return writer.write_runner_jobs(args, build_parser(), cases, _cache_dir(args), out, err)
 
 
 def _cache_dir(args: argparse.Namespace) -> str:
