@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TextIO
 
 from daftseg.inference.cohort import COHORT_KEYS
+from daftseg.manifest import ROW_OPTIONS, slurm_dir
 from daftseg.recipe.backends import Cluster, Job, submit, write_jobs
 from daftseg.recipe.plan import REPO, shell_line
 from daftseg.recipe.spec import RecipeError
@@ -134,3 +135,25 @@ def write_runner_jobs(args: argparse.Namespace, parser: argparse.ArgumentParser,
                                  "-g", str(Path(args.gts).resolve()), "-csv_dir", str(folder / "metrics.csv"),
                                  "-num_workers", workers, "--no-progress"]))
     return write_array(folder, n, line, check, args, out, err)
+
+
+MANIFEST_DROP = {"manifest", "summary", *COHORT_KEYS, "cache_dir", *ROW_OPTIONS}
+MANIFEST_PATHS = {"models_dir", "routing"}
+
+
+def write_manifest_jobs(args: argparse.Namespace, parser: argparse.ArgumentParser, rows: list) -> int:
+    """``daftseg-segment --manifest --slurm N``: a job array over the manifest's rows, and the check job
+    (``python -m daftseg.manifest``), in ``<manifest>_slurm/`` next to the manifest."""
+    from daftseg.inference.runner import LOCAL_CACHE_DIR
+
+    n = min(args.slurm, len(rows))
+    folder = slurm_dir(args.manifest)
+    manifest = str(args.manifest.resolve())
+    cache = args.cache_dir if args.cache_dir is not None else LOCAL_CACHE_DIR
+    task = [sys.executable, "-m", "daftseg.segment", "--manifest", manifest,
+            *passthrough_argv(args, parser, MANIFEST_DROP, MANIFEST_PATHS, always=("models_dir",)),
+            "--cache_dir", str(Path(cache).resolve()) if cache else "", *threads_per_task(args)]
+    line = (shell_line(task) + f' --shard "{TASK_ID}/{n}" --balance size --summary '
+            f'{shell_line([str(folder / "summary-")])}"{TASK_ID}".csv')
+    check = [shell_line([sys.executable, "-m", "daftseg.manifest", manifest, "--slurm_dir", str(folder)])]
+    return write_array(folder, n, line, check, args, sys.stdout, sys.stderr, "rows")

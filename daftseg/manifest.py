@@ -218,6 +218,8 @@ def run_manifest(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
               file=sys.stderr)
         return 1
     if args.slurm:
+        from daftseg.cohort_slurm import write_manifest_jobs
+
         return write_manifest_jobs(args, parser, rows)
     if args.shard:
         chosen = select_shard([_name(r) for r in rows], [file_size(r.image) for r in rows], shard, args.balance,
@@ -354,34 +356,10 @@ def _row_args(args: argparse.Namespace, row: Row) -> argparse.Namespace:
     return row_args
 
 
-# ---- Slurm -------------------------------------------------------------------------------------------
-
-MANIFEST_DROP = {"manifest", "summary", "shard", "balance", "slurm", "submit", "cluster", "account", "partition",
-                 "time", "cpus_per_task", "cache_dir", *ROW_OPTIONS}
-MANIFEST_PATHS = {"models_dir", "routing"}
-
+# ---- the job after a --slurm array ----------------------------------------------------------------
 
 def slurm_dir(manifest: Path) -> Path:
     return manifest.resolve().with_name(f"{manifest.name.removesuffix(manifest.suffix)}_slurm")
-
-
-def write_manifest_jobs(args: argparse.Namespace, parser: argparse.ArgumentParser, rows: list[Row]) -> int:
-    """``--manifest --slurm N``: a job array over the rows, and the check job (``main`` below)."""
-    from daftseg.cohort_slurm import TASK_ID, passthrough_argv, threads_per_task, write_array
-    from daftseg.inference.runner import LOCAL_CACHE_DIR
-    from daftseg.recipe.plan import shell_line
-
-    n = min(args.slurm, len(rows))
-    folder = slurm_dir(args.manifest)
-    manifest = str(args.manifest.resolve())
-    cache = args.cache_dir if args.cache_dir is not None else LOCAL_CACHE_DIR
-    task = [sys.executable, "-m", "daftseg.segment", "--manifest", manifest,
-            *passthrough_argv(args, parser, MANIFEST_DROP, MANIFEST_PATHS, always=("models_dir",)),
-            "--cache_dir", str(Path(cache).resolve()) if cache else "", *threads_per_task(args)]
-    line = (shell_line(task) + f' --shard "{TASK_ID}/{n}" --balance size --summary '
-            f'{shell_line([str(folder / "summary-")])}"{TASK_ID}".csv')
-    check = [shell_line([sys.executable, "-m", "daftseg.manifest", manifest, "--slurm_dir", str(folder)])]
-    return write_array(folder, n, line, check, args, sys.stdout, sys.stderr, "rows")
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:

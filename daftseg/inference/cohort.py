@@ -123,6 +123,37 @@ def resume_cases(args: argparse.Namespace, files: list[Path], settings: RunSetti
     return todo
 
 
+def run_settings(args: argparse.Namespace) -> RunSettings:
+    """The settings of a batch-script run that decide its outputs (``resume.RunSettings``)."""
+    from daftseg.inference.options import resolve_precision
+    from daftseg.inference.routing import DEFAULT_TABLE
+
+    routing = str(Path(args.routing or DEFAULT_TABLE).resolve())
+    options = {"zmax_inclusive": args.zmax_inclusive, "box_from_fullres": args.box_from_fullres,
+               "clip_to_box": args.clip_to_box, "decode_batch": args.decode_batch}
+    return RunSettings(str(Path(args.input_dir).resolve()), str(Path(args.models_dir).resolve()), routing,
+                       resolve_precision(args.precision, args.fast), bool(args.fast), options)
+
+
+def write_slurm(args: argparse.Namespace, parser: argparse.ArgumentParser, cases: list[Path], cache_dir: str,
+                out: TextIO, err: TextIO) -> int:
+    """``PerfectMetaOpenVINO.py --slurm``: the job array, written by ``daftseg.cohort_slurm`` through the
+    recipe's Slurm back-end.
+
+    That module and the recipe are not part of the challenge image (``daftseg/inference`` only:
+    see .dockerignore), where there is no cluster to submit to either; it is looked up when asked
+    for, and its absence is one error line.
+    """
+    import importlib
+
+    try:
+        writer = importlib.import_module("daftseg.cohort_slurm")
+    except ModuleNotFoundError as e:
+        print(f"error: --slurm needs a full daftseg checkout or package ({e.name} is not installed here)", file=err)
+        return 1
+    return writer.write_runner_jobs(args, parser, cases, cache_dir, out, err)
+
+
 # ---- the check job -----------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:

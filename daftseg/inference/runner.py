@@ -26,7 +26,9 @@ from daftseg.inference.cohort import (
     file_size,
     is_cohort,
     resume_cases,
+    run_settings,
     select_shard,
+    write_slurm,
 )
 from daftseg.inference.options import (
     DEFAULT_MAX_CACHED_SLICES,
@@ -36,7 +38,6 @@ from daftseg.inference.options import (
     PRECISIONS,
     InferenceOptions,
 )
-from daftseg.inference.resume import RunSettings
 from daftseg.inference.shards import ShardError, parse_shard
 
 if TYPE_CHECKING:  # imported lazily: `--help` stays fast
@@ -214,9 +215,9 @@ def _main(argv: list[str] | None, stdout: TextIO | None, stderr: TextIO | None, 
         print(f"no .npz cases in {input_dir}", file=out)
         return 0
     if args.slurm:
-        return _write_slurm(args, cases, out, err)
+        return write_slurm(args, build_parser(), cases, _cache_dir(args), out, err)
     if is_cohort(args):
-        files = resume_cases(args, files, _settings(args), out, err)
+        files = resume_cases(args, files, run_settings(args), out, err)
         if files is None:
             return 1
     if not files:
@@ -239,36 +240,8 @@ def _main(argv: list[str] | None, stdout: TextIO | None, stderr: TextIO | None, 
         log.propagate = True
 
 
-def _write_slurm(args: argparse.Namespace, cases: list[Path], out: TextIO, err: TextIO) -> int:
-    """``--slurm``: the job array, written by ``daftseg.cohort_slurm`` through the recipe's Slurm back-end.
-
-    That module and the recipe are not part of the challenge image (``daftseg/inference`` only:
-    see .dockerignore), where there is no cluster to submit to either; it is looked up when asked
-    for, and its absence is one error line.
-    """
-    import importlib
-
-    try:
-        writer = importlib.import_module("daftseg.cohort_slurm")
-    except ModuleNotFoundError as e:
-        print(f"error: --slurm needs a full daftseg checkout or package ({e.name} is not installed here)", file=err)
-        return 1
-    return writer.write_runner_jobs(args, build_parser(), cases, _cache_dir(args), out, err)
-
-
 def _cache_dir(args: argparse.Namespace) -> str:
     return args.cache_dir if args.cache_dir is not None else (DOCKER_CACHE_DIR if args.indocker else LOCAL_CACHE_DIR)
-
-
-def _settings(args: argparse.Namespace) -> RunSettings:
-    from daftseg.inference.options import resolve_precision
-    from daftseg.inference.routing import DEFAULT_TABLE
-
-    routing = str(Path(args.routing or DEFAULT_TABLE).resolve())
-    options = {"zmax_inclusive": args.zmax_inclusive, "box_from_fullres": args.box_from_fullres,
-               "clip_to_box": args.clip_to_box, "decode_batch": args.decode_batch}
-    return RunSettings(str(Path(args.input_dir).resolve()), str(Path(args.models_dir).resolve()), routing,
-                       resolve_precision(args.precision, args.fast), bool(args.fast), options)
 
 
 class _Report:
