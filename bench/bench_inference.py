@@ -15,7 +15,9 @@ larger, one case with 20+ boxes, a 3D CT of ``--ct_slices`` 512x512 slices with 
    at ``--precision auto`` (no hint; plain = DAFT's script exactly; bf16 on CPUs with native bf16);
 2. the whole folder in one process: ours and plain at both precisions, ours with every model
    kept (``--max_loaded_models 0``), ours ``--decode_batch 8`` (opt-in, not bit-exact);
-3. where the time of one fresh-process 2D case goes.
+3. where the time of one fresh-process 2D case goes;
+5. with ``--encode_ahead`` only: one 3D CT with the next slice encoded ahead in an asynchronous
+   request while the decoder runs (issue 27 item 6; measured, not adopted: see docs/inference.md).
 
 Models: ``--models_dir`` (real exported IR), else EfficientViT-SAM l0 and LiteMedSAM with seeded
 random weights exported with ``daftseg.export`` (real sizes, FP16-compressed IR as DAFT) into
@@ -419,6 +421,69 @@ def rss_scaling(folder: Path, depths: tuple[int, ...] = (60, 120, 240)) -> list[
     return rows
 
 
+def encode_ahead(models: Path, cache: Path, ct_slices: int, reps: int, precisions: list[str]) -> list[tuple]:
+    """Issue 27 item 6, measured and left out: 3D slices encoded ahead while the decoder runs.
+
+    A slice's embedding does not depend on the previous mask, so the next slice to encode can run
+    in a second infer request of the image encoder (OpenVINO's asynchronous API) while the current
+    slice is decoded and post-processed. The prototype replaces ``SliceEmbeddings`` for one call of
+    ``segment_3d``; rows: (precision, (runtime wall s, CPU s), (ahead wall s, CPU s), identical).
+    """
+    from daftseg.geometry import preprocess_image
+    from daftseg.inference import case3d
+    from daftseg.inference.segmenter import Segmenter
+    from daftseg.inference.slice_cache import SliceEmbeddings
+
+    class Ahead(SliceEmbeddings):
+        model = volume = None  # set before each call (the prototype's only way in)
+
+        def __init__(self, encode, visits, *rest) -> None:
+            super().__init__(self._encode_ahead, visits, *rest)
+            self._order = list(dict.fromkeys(visits))  # distinct slices in the order first needed
+            self._next = {z: i + 1 for i, z in enumerate(self._order)}
+            self._request = Ahead.model.encoder.compiled.create_infer_request()
+            self._pending = None  # (slice, its input, kept alive while the request reads it)
+
+        def _encode_ahead(self, z: int) -> np.ndarray:
+            if self._pending is not None and self._pending[0] == z:
+                self._request.wait()
+                emb = self._request.get_tensor("image_embedding").data.copy()
+            else:
+                if self._pending is not None:
+                    self._request.wait()
+                emb = Ahead.model.encode(preprocess_image(Ahead.volume[z])[0])
+            self._pending = None
+            i = self._next[z]
+            if i < len(self._order):
+                nxt = self._order[i]
+                image = preprocess_image(Ahead.volume[nxt])[0]
+                self._request.start_async({"image": image}, share_inputs=True)
+                self._pending = (nxt, image)
+            return emb
+
+    volume, boxes = _ct_volume(ct_slices)
+    rows = []
+    for precision in precisions:
+        model = Segmenter(models, str(cache), precision=precision).sessions.model("CT")
+        samples: dict[str, list[float]] = {"runtime": [], "ahead": []}
+        outs = {}
+        for _ in range(reps):
+            for label, cls in (("runtime", SliceEmbeddings), ("ahead", Ahead)):
+                Ahead.model, Ahead.volume = model, volume
+                case3d.SliceEmbeddings = cls
+                try:
+                    t, c = time.perf_counter(), time.process_time()  # CPU: every thread of this process
+                    outs[label] = case3d.segment_3d(model, volume, boxes).segs
+                    samples[label].append((time.perf_counter() - t, time.process_time() - c))
+                finally:
+                    case3d.SliceEmbeddings = SliceEmbeddings
+                print(f"  encode ahead {precision} {label}: {samples[label][-1][0]:.2f}s, "
+                      f"CPU {samples[label][-1][1]:.2f}s", flush=True)
+        same = np.array_equal(outs["runtime"], outs["ahead"])
+        rows.append((precision, min(samples["runtime"]), min(samples["ahead"]), same))
+    return rows
+
+
 def _subprocess_seconds(code: str) -> float:
     t = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
@@ -440,11 +505,25 @@ def main(argv: list[str] | None = None) -> int:
                         "(default f32,auto; the first also runs the folder options)")
     p.add_argument("--reps", type=int, default=1,
                    help="runs per 2D case (fresh) and per folder configuration, interleaved; the best is reported")
+    p.add_argument("--encode_ahead", action="store_true",
+                   help="only time 3D slices encoded ahead with asynchronous requests (issue 27 item 6, left out)")
     args = p.parse_args(argv)
 
     work = Path(args.work)
     t_start = time.perf_counter()
     models = Path(args.models_dir) if args.models_dir else build_models(work / "models")
+    if args.encode_ahead:
+        warm_cache(models, work / "ovcache", {"CT"})
+        rows = encode_ahead(models, work / "ovcache", args.ct_slices, args.reps, [v for v in args.precisions.split(",") if v])
+        print(f"\n5. 3D CT {args.ct_slices}x512x512, 4 boxes, one process, all {os.cpu_count()} cores, best of "
+              f"{args.reps}: slices encoded when needed (the runtime) or the next one ahead in an asynchronous "
+              "request while the decoder runs")
+        print(f"{'precision':10s} {'runtime s':>9s} {'ahead s':>8s} {'ratio':>6s} {'CPU s':>7s} {'ahead':>7s}  identical")
+        for precision, base, ahead, same in rows:
+            print(f"{precision:10s} {base[0]:9.2f} {ahead[0]:8.2f} {ahead[0] / base[0]:6.3f} {base[1]:7.1f} "
+                  f"{ahead[1]:7.1f}  {'yes' if same else 'NO'}")
+        return 0
+
     cases = make_cases(work / ("cases_quick" if args.quick else "cases"), args.quick, args.ct_slices)
     cache = work / "ovcache"
     from daftseg.inference.routing import RoutingTable

@@ -28,6 +28,7 @@ from daftseg.inference.options import add_precision_arguments
 from daftseg.inference.routing import is_plain_model_name, scan_case_name
 from daftseg.io.modality import MODALITIES_3D
 from daftseg.io.normalise import add_intensity_arguments, intensity_from_args
+from daftseg.manifest import add_manifest_arguments
 
 BOX_CONVENTION = """\
 boxes:
@@ -82,9 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Segment one scan (NIfTI, DICOM series folder, NRRD/MHA, PNG/JPG/TIFF/BMP, or a challenge "
                     "npz) with box prompts, and write the label map on the scan's own grid.",
         epilog=BOX_CONVENTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--image", required=True, type=Path,
-                   help="the scan: a file, or a folder holding a DICOM series")
-    src = p.add_mutually_exclusive_group(required=True)
+    p.add_argument("--image", type=Path,
+                   help="the scan: a file, or a folder holding a DICOM series (required unless --manifest)")
+    src = p.add_mutually_exclusive_group()
     src.add_argument("--boxes", type=Path, metavar="FILE", help="boxes from a JSON or CSV file (see below)")
     src.add_argument("--box", action="append", metavar="X0,Y0[,Z0],X1,Y1[,Z1]",
                      help="one box; repeat for more (label values 1, 2, ... in order). A box starting "
@@ -119,12 +120,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "NIfTI for DICOM); <OUTPUT>.json (sidecar) and <OUTPUT>.boxes.json (boxes) are "
                         "written next to it")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (never the input)")
+    add_manifest_arguments(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command; 0 when the label map is written, 1 on any error (one line on stderr)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.manifest is not None:
+        from daftseg.manifest import run_manifest
+
+        return run_manifest(args, parser)
+    if args.image is None or (args.boxes, args.box, args.boxes_from) == (None, None, None):
+        parser.error("--image and one of --boxes, --box, --boxes_from are required (or --manifest)")
     if args.threads < 0:
         print("error: --threads must be >= 0", file=sys.stderr)
         return 1
@@ -224,25 +233,17 @@ def _boxes_from(path: Path, geometry) -> tuple[np.ndarray, np.ndarray, list[str 
     return boxes, values, [None] * len(boxes)
 
 
-def run_model(args: argparse.Namespace, prepared: Prepared):
-    """Segment with the routed (or ``--model``) model; returns (CaseResult, seconds)."""
+def run_model(args: argparse.Namespace, prepared: Prepared, segmenter=None):
+    """Segment with the routed (or ``--model``) model; returns (CaseResult, seconds).
+
+    segmenter: one made from ``args`` already (``--manifest`` keeps one per process); default: a new one.
+    """
     from daftseg.inference.npz_io import make_case
-    from daftseg.inference.options import InferenceOptions
-    from daftseg.inference.runner import LOCAL_CACHE_DIR
-    from daftseg.inference.segmenter import Segmenter
 
     if not Path(args.models_dir).is_dir():
         raise SegmentError(f"models folder {args.models_dir} not found (pass -m FOLDER)")
     t0 = time.perf_counter()
-    cache_dir = args.cache_dir if args.cache_dir is not None else LOCAL_CACHE_DIR
-    segmenter = Segmenter(args.models_dir, cache_dir=cache_dir or None, threads=args.threads,
-                          precision=args.precision, routing=args.routing,
-                          options=InferenceOptions(zmax_inclusive=args.zmax_inclusive), fast=args.fast)
-    if args.fast:
-        line, warnings = segmenter.fast_mode_report()
-        print(line)
-        for warning in warnings:
-            print(f"warning: {warning}", file=sys.stderr)
+    segmenter = segmenter or make_segmenter(args)
     model = args.model
     if model is not None:
         if not is_plain_model_name(model):
@@ -260,6 +261,24 @@ def run_model(args: argparse.Namespace, prepared: Prepared):
     case = make_case(prepared.route_name or "scan", prepared.image, prepared.boxes, is_3d=prepared.geometry.ndim == 3)
     result = segmenter.run(case, model=model)
     return result, time.perf_counter() - t0
+
+
+def make_segmenter(args: argparse.Namespace, announce: bool = True):
+    """The ``Segmenter`` of the command's options (``announce``: print fast mode's report line)."""
+    from daftseg.inference.options import InferenceOptions
+    from daftseg.inference.runner import LOCAL_CACHE_DIR
+    from daftseg.inference.segmenter import Segmenter
+
+    cache_dir = args.cache_dir if args.cache_dir is not None else LOCAL_CACHE_DIR
+    segmenter = Segmenter(args.models_dir, cache_dir=cache_dir or None, threads=args.threads,
+                          precision=args.precision, routing=args.routing,
+                          options=InferenceOptions(zmax_inclusive=args.zmax_inclusive), fast=args.fast)
+    if args.fast and announce:
+        line, warnings = segmenter.fast_mode_report()
+        print(line)
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+    return segmenter
 
 
 def save_result(args: argparse.Namespace, prepared: Prepared, result):

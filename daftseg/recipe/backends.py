@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from daftseg.atomic import atomic_write_text
@@ -158,3 +158,56 @@ def submit(scripts: list[tuple[Stage, Path]], sbatch: str = "sbatch") -> dict[st
         jobs[stage.id] = proc.stdout.strip().split(";")[0]
         print(f"{stage.id}: job {jobs[stage.id]}", flush=True)
     return jobs
+
+
+# ---- jobs that are not recipe stages, job arrays (cohort inference: PerfectMetaOpenVINO --slurm) -----
+
+@dataclass
+class Job:
+    """A Slurm job given by its shell lines; ``array`` N > 0 makes it a job array of tasks 0..N-1,
+    each of which finds its index in ``$SLURM_ARRAY_TASK_ID``. ``needs``: ids of jobs that must
+    end successfully first (for an array: every task)."""
+
+    id: str
+    lines: list[str]
+    needs: list[str] = field(default_factory=list)
+    array: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def cluster_options(cluster: Cluster) -> list[str]:
+    """``#SBATCH`` options of the cluster settings that are set (without the ``#SBATCH`` prefix)."""
+    opts = [f"--{k}={v}" for k, v in (("account", cluster.account), ("partition", cluster.partition),
+                                      ("time", cluster.time), ("cpus-per-task", cluster.cpus_per_task)) if v]
+    return opts + list(cluster.extra)
+
+
+def job_script(job: Job, folder: Path, cluster: Cluster, cwd: Path = REPO) -> str:
+    """The sbatch script of ``job``: logs in ``folder`` (``<id>-<array job>_<task>.out`` for arrays)."""
+    log = f"{job.id}-%A_%a.out" if job.array else f"{job.id}-%j.out"
+    opts = [f"--job-name=daftseg-{job.id}", f"--output={folder / log}", "--nodes=1", "--ntasks=1"]
+    if job.array:
+        opts.append(f"--array=0-{job.array - 1}")
+    opts += cluster_options(cluster)
+    return "\n".join(["#!/bin/bash", *(f"#SBATCH {o}" for o in opts), *_header(job),
+                      "set -euo pipefail", f"cd {shlex.quote(str(cwd))}", *job.lines, ""])
+
+
+def write_jobs(jobs: list[Job], folder: Path, cluster: Cluster, cwd: Path = REPO) -> list[tuple[Job, Path]]:
+    """``<id>.sbatch`` per job in ``folder``, plus ``submit.sh`` submitting them in order with afterok."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    submit_sh = ["#!/bin/bash", "# submits every job; each waits for the ones it needs", "set -euo pipefail"]
+    for job in jobs:
+        path = folder / f"{job.id}.sbatch"
+        atomic_write_text(path, job_script(job, folder, cluster, cwd))
+        path.chmod(0o755)
+        written.append((job, path))
+        deps = [f'"${{{_var(n)}}}"' for n in job.needs]
+        dep = f" --dependency=afterok:{':'.join(deps)}" if deps else ""
+        submit_sh += [f"{_var(job.id)}=$(sbatch --parsable{dep} {shlex.quote(str(path))})",
+                      f'{_var(job.id)}="${{{_var(job.id)}%%;*}}"  # "id;cluster" -> id',
+                      f'echo "{job.id}: job ${{{_var(job.id)}}}"']
+    atomic_write_text(folder / "submit.sh", "\n".join(submit_sh) + "\n")
+    (folder / "submit.sh").chmod(0o755)
+    return written
