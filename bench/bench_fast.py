@@ -7,7 +7,8 @@ For every case of ``--cases`` (challenge npz with ``--gts``) and every ``--scan 
 - seconds of ``Segmenter.run`` in exact mode (the default: f32, DAFT's outputs), at OpenVINO's
   default precision without INT8 (``auto``: what fast mode gives without INT8 files) and in fast
   mode (INT8 image encoders where ``<Name>_image_encoder_int8.xml`` exists, OpenVINO's best
-  precision for the rest), one Segmenter per mode, each model compiled before its cases are timed;
+  precision for the rest), one Segmenter per mode, each model compiled before its cases are timed,
+  the modes taking turns case by case (a shared machine's changing load hits all three alike);
 - DSC and NSD of each against the ground truth, as ``evaluation/compute_metrics.py`` scores them
   (``daftseg.metrics.evaluate.evaluate_case_file``), and their change;
 - agreement: mean Dice over labels of the fast label map against the exact one;
@@ -20,7 +21,7 @@ The CPU's name, flags that matter (AVX2, AVX-512, BF16, VNNI, AMX) and OpenVINO'
 printed first, with fast mode's own capability line.
 
     python bench/bench_fast.py --models_dir openvinomodels --cases test_demo/imgs --gts test_demo/gts \\
-        --scan test_demo/scans/mni152_t1.nii.gz test_demo/scans/mni152_t1_seg.nii.gz --scan_modality MR
+        --scan test_demo/scans/mni152_t1.nii.gz test_demo/scans/mni152_tissue_labels_slab.nii.gz --scan_modality MR
 """
 
 from __future__ import annotations
@@ -80,25 +81,34 @@ def convert_scans(scans: list[list[str]], modality: str, work: Path) -> tuple[Pa
 MODES = {"exact": {}, "auto": {"precision": "auto"}, "fast": {"fast": True}}
 
 
-def run_mode(models: Path, label: str, cases: list[tuple[Path, Path]], work: Path, threads: int) -> dict:
-    """Segment every case in one process-long ``Segmenter``; name -> (seconds, model, encoder file)."""
+def run_modes(models: Path, cases: list[tuple[Path, Path]], work: Path, threads: int, reps: int) -> dict:
+    """label -> case name -> (seconds, model, encoder file): one process-long ``Segmenter`` per mode.
+
+    The modes take turns case by case (exact, auto, fast on one case, then the next case), so that a
+    machine whose load changes during the run slows every mode alike; each time is the median of
+    ``reps`` runs, every model compiled before it is timed.
+    """
     from daftseg.inference import Segmenter
     from daftseg.inference.npz_io import read_case, write_segs
 
-    seg = Segmenter(models, cache_dir=str(work / f"cache_{label}"), threads=threads, **MODES[label])
-    out = work / f"segs_{label}"
-    out.mkdir(parents=True, exist_ok=True)
-    rows = {}
+    segmenters = {label: Segmenter(models, cache_dir=str(work / f"cache_{label}"), threads=threads, **kw)
+                  for label, kw in MODES.items()}
+    rows: dict[str, dict] = {label: {} for label in MODES}
     for path, _gts in cases:
         case = read_case(path)
-        model = seg.route(case.name, warn=False).model
-        sessions = seg.sessions.model(model)  # compiled (and cached) before timing
-        t = time.perf_counter()
-        result = seg.run(case)
-        seconds = time.perf_counter() - t
-        write_segs(out / path.name, result.segs)
-        rows[path.name] = (seconds, model, sessions.encoder.path.name)
-        print(f"  {label:5s} {path.name:40s} {model:12s} {seconds:7.2f}s", flush=True)
+        for label, seg in segmenters.items():
+            model = seg.route(case.name, warn=False).model
+            sessions = seg.sessions.model(model)  # compiled (and cached) before timing
+            times = []
+            for _ in range(reps):
+                t = time.perf_counter()
+                result = seg.run(case)
+                times.append(time.perf_counter() - t)
+            out = work / f"segs_{label}"
+            out.mkdir(parents=True, exist_ok=True)
+            write_segs(out / path.name, result.segs)
+            rows[label][path.name] = (statistics.median(times), model, sessions.encoder.path.name)
+            print(f"  {label:5s} {path.name:40s} {model:12s} {rows[label][path.name][0]:7.2f}s", flush=True)
     return rows
 
 
@@ -149,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scan_modality", default="MR", help="modality of the --scan volumes (default MR)")
     p.add_argument("--work", default="/tmp/daftseg_bench_fast", help="outputs and compiled-model caches")
     p.add_argument("--threads", type=int, default=0, help="OpenVINO threads (0: all cores)")
+    p.add_argument("--reps", type=int, default=1, help="runs of each case in each mode; the median is shown")
     args = p.parse_args(argv)
 
     from daftseg.inference.model_folder import INT8_SUFFIX, image_encoder_file, int8_encoder_file
@@ -167,8 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     if not cases:
         sys.exit("no cases: pass --cases/--gts or --scan")
 
-    print(f"\n{len(cases)} cases; each mode in its own Segmenter, models compiled before timing")
-    runs = {label: run_mode(models, label, cases, work, args.threads) for label in MODES}
+    print(f"\n{len(cases)} cases; each mode in its own Segmenter, models compiled before timing, the modes "
+          f"taking turns case by case, median of {args.reps}")
+    runs = run_modes(models, cases, work, args.threads, args.reps)
 
     print("\nx: exact s / fast s; auto: no hint, no INT8 (bf16 where native); agree: mean Dice over labels "
           "against the exact label map")
