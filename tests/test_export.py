@@ -267,7 +267,7 @@ GATE_ROW = r"^\s+(\S+\.npz)\s+(\d\.\d{4})\s+(\d\.\d{4})\s+([+-]\d\.\d{4})\s+(\d\
 
 
 def test_int8_gate_arithmetic_on_a_real_sized_litemedsam(litemedsam, tmp_path):
-    """NNCF on the real-sized (fixture-filled) LiteMedSAM encoder, gated on five synthetic cases with
+    """NNCF on the real-sized (fixture-filled) LiteMedSAM encoder, gated on two synthetic cases with
     ground truth: every printed change, mean and the decision follow from the printed per-case DSCs."""
     import re
     import shutil
@@ -279,18 +279,20 @@ def test_int8_gate_arithmetic_on_a_real_sized_litemedsam(litemedsam, tmp_path):
 
     folder = shutil.copytree(litemedsam.dirs["ov_fp16"], tmp_path / "ov")
     cases = []
-    for i, prefix in enumerate(("2DBox_Dermoscopy", "2DBox_US", "2DBox_X-Ray", "2DBox_Endoscopy", "2DBox_Fundus")):
+    for i, prefix in enumerate(("2DBox_Dermoscopy", "2DBox_US", "2DBox_Endoscopy", "2DBox_Fundus")):
         s = make_synthetic(prefix, seed=11, index=i + 1, size=128)
         cases.append(CalibrationCase(make_case(f"{prefix}_{i + 1:04d}.npz", s.imgs, s.boxes), s.gts))
     lines: list[str] = []
     try:
-        run = export_int8(folder, "lite_medsam", Int8Settings(subset_size=3), log=lines.append,
-                          calibration=CalibrationSet("five", cases), split_cases=(cases[:3], cases[3:]))
+        # the quickest NNCF settings: the gate's arithmetic is what is checked here
+        settings = Int8Settings(subset_size=2, smooth_quant=-1, bias_correction="none")
+        run = export_int8(folder, "lite_medsam", settings, log=lines.append,
+                          calibration=CalibrationSet("four", cases), split_cases=(cases[:2], cases[2:]))
         refused = None
     except Int8Error as e:
         run, refused = None, str(e)
     rows = {m.group(1): [float(v) for v in m.groups()[1:]] for line in lines if (m := re.match(GATE_ROW, line))}
-    assert sorted(rows) == sorted(c.name for c in cases[3:])
+    assert sorted(rows) == sorted(c.name for c in cases[2:])
     f32, int8 = np.array([r[0] for r in rows.values()]), np.array([r[1] for r in rows.values()])
     assert f32.max() > 0.05  # the filled weights segment something: the DSCs are real decisions
     for name, (a, b, change, _) in rows.items():
