@@ -157,7 +157,7 @@ def _label_size(path: Path) -> tuple[int, ...] | None:
 def check_rows(rows: list[Row], overwrite: bool) -> tuple[list[str], set[int]]:
     """(one error line per problem, numbers of the rows whose result is complete and is kept)."""
     from daftseg.io.results import label_suffix, result_paths
-    from daftseg.io.scan import ScanError
+    from daftseg.io.scan import ScanError, scan_format
 
     errors: list[str] = []
     complete: set[int] = set()
@@ -170,6 +170,10 @@ def check_rows(rows: list[Row], overwrite: bool) -> tuple[list[str], set[int]]:
             label_suffix(row.output)
         except ScanError as e:
             errors.append(f"{where}: {e}")
+        # found now rather than after the scans before it ran: a SEG needs a DICOM series to reference
+        if row.output.name.lower().endswith(".dcm") and row.image.exists() and scan_format(row.image) != "dicom":
+            errors.append(f"{where}: {row.output}: DICOM SEG output references the instances of a DICOM series, "
+                          f"and {row.image.name} is not one; write .nii.gz")
         target = row.output.resolve()
         if target in writers:
             errors.append(f"{where}: writes {row.output}, as row {writers[target]} does")

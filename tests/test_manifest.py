@@ -151,7 +151,7 @@ def test_problems_are_found_before_anything_runs(cohort, toy_models_dir, capsys)
     assert "row 3 (photo.png): " in err and "is not a complete result of this row (pass --overwrite" in err
     assert "row 5 (missing.nii.gz): " in err and "missing.nii.gz not found" in err
     assert "row 6 (ct2.nii.gz): writes " in err and "as row 1 does" in err
-    assert "row 7 (ct2.nii.gz): " in err and "DICOM SEG output is out of scope" in err
+    assert "row 7 (ct2.nii.gz): " in err and "DICOM SEG output references the instances of a DICOM series" in err
     assert "5 problems in" in err and "nothing was run" in err
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["photo_seg.png"]
     assert not (tmp_path / "cohort.summary.csv").exists()
