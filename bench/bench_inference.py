@@ -608,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
     scaling = [] if args.quick else rss_scaling(work / "scaling")
 
     # -- report -------------------------------------------------------------------------------------
-    print(f"\nCPU: {_cpu()}, {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}")
+    print(f"\nCPU: {cpu_name()}, {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}")
     precision_says = _precision_in_effect()
     for precision, rows in fresh_rows.items():
         print(f"\n1{'abcdefgh'[precisions.index(precision)]}. Fresh process per case (the harness), --precision "
@@ -664,7 +664,7 @@ def _precision_in_effect() -> dict[str, str]:
     return out
 
 
-def _cpu() -> str:
+def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

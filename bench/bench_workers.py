@@ -34,6 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from bench_inference import cpu_name  # found through the bench folder put on the path just above
+
 
 def run(inp: Path, out: Path, models: Path, cache: Path, k: int, timing: Path) -> tuple[float, float, float]:
     """(wall s, CPU s of the command and its workers, peak RSS MB of its largest process) of one folder run."""
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             results[k].append(run(inp, work / f"out_workers_{k}", models, cache, k, work / f"timing_workers_{k}.csv"))
             print(f"  K={k}: {results[k][-1][0]:.1f}s", flush=True)
 
-    print(f"\nCPU: {_cpu()}, {cores} cores available (os.sched_getaffinity); {len(files)} demo cases "
+    print(f"\nCPU: {cpu_name()}, {cores} cores available (os.sched_getaffinity); {len(files)} demo cases "
           f"({args.size} px, 3D depth <= {args.max_slices}), best of {args.reps}")
     print(f"{'K':>3s} {'threads':>7s} {'wall s':>7s} {'cases/s':>8s} {'speed-up':>8s} {'CPU s':>7s} "
           f"{'CPU s/case':>10s} {'peak MB/process':>15s}  outputs")
@@ -134,17 +136,6 @@ def main(argv: list[str] | None = None) -> int:
 def _mean(seconds: dict[str, float], prefix: str) -> float:
     values = [v for k, v in seconds.items() if k.startswith(prefix)]
     return sum(values) / len(values) if values else float("nan")
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":

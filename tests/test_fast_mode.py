@@ -19,9 +19,15 @@ from pathlib import Path
 
 import numpy as np
 import openvino as ov
-import openvino.opset13 as ops
 import pytest
-from ov_toy_models import _named, _param, toy_image_encoder, toy_models_dir, write_toy_models  # noqa: F401 - fixture
+from ov_toy_models import (  # noqa: F401 - fixture
+    _named,
+    _param,
+    negated_image_encoder,
+    toy_image_encoder,
+    toy_models_dir,
+    write_toy_models,
+)
 
 from daftseg import segment
 from daftseg.inference import Segmenter
@@ -36,21 +42,11 @@ REPO = Path(__file__).resolve().parents[1]
 BOXES = np.array([[5, 6, 40, 30], [20, 10, 60, 45]])
 
 
-def stand_in_int8_encoder() -> ov.Model:
-    """(B,3,256,256) -> (B,256,64,64) with channel 0 = minus the pooled mean intensity."""
-    image = _param([-1, 3, 256, 256], "image")
-    pooled = ops.avg_pool(image, [4, 4], [0, 0], [0, 0], [4, 4], exclude_pad=True)
-    w = np.zeros((256, 3, 1, 1), np.float32)
-    w[0] = -1 / 3
-    conv = ops.convolution(pooled, ops.constant(w), [1, 1], [0, 0], [0, 0], [1, 1])
-    return ov.Model([_named(conv.output(0), "image_embedding")], [image], "stand_in_int8_encoder")
-
-
 @pytest.fixture
 def models(toy_models_dir, tmp_path) -> Path:  # noqa: F811
     """The toy models plus an INT8 encoder for XRay only."""
     folder = shutil.copytree(toy_models_dir, tmp_path / "models")
-    ov.save_model(stand_in_int8_encoder(), int8_encoder_file(folder, "XRay"), compress_to_fp16=False)
+    ov.save_model(negated_image_encoder(), int8_encoder_file(folder, "XRay"), compress_to_fp16=False)
     return folder
 
 
