@@ -94,7 +94,8 @@ class Guard:
         path, method = scope.get("path", ""), scope.get("method", "GET").upper()
         api = path.startswith("/api/")
         host = headers.get("host", "").strip().lower()
-        if host not in allowed_hosts(port, self.extra_hosts):
+        hosts = allowed_hosts(port, self.extra_hosts)
+        if host not in hosts:
             return refuse(api, 403, f"host {host or '(none)'!r} is not this app's address; open the link "
                                     "daftseg-app printed"), None
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
@@ -109,8 +110,7 @@ class Guard:
                                     "<token>'"), None
         if method in STATE_CHANGING:
             origin = headers.get("origin")
-            if origin is not None and origin.strip().lower() not in {f"http://{h}" for h in
-                                                                     allowed_hosts(port, self.extra_hosts)}:
+            if origin is not None and origin.strip().lower() not in {f"http://{h}" for h in hosts}:
                 return refuse(api, 403, f"requests from {origin!r} are refused: this app answers its own "
                                         "page only"), None
             if method != "DELETE":
